@@ -1,0 +1,3 @@
+"""squall: graph neural network weather models in a reproducible pipeline."""
+
+__version__ = "0.1.0"

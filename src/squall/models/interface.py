@@ -1,0 +1,140 @@
+"""The forecast model as users see it: physical units in, physical units out.
+
+Wraps the network with normalisation, variable roles, computed forcings and the residual
+connection, so that training, export and evaluation all run the same code on the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch_geometric.data import HeteroData
+
+from squall.models.computed_forcings import computed_forcings
+from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
+from squall.models.normalizer import Normalizer
+
+
+def _roles(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Input variables (prognostic + forcing) and output variables (prognostic + diagnostic),
+    both in the order of spec['variables']."""
+    forcing, diagnostic = set(spec["forcing"]), set(spec["diagnostic"])
+    inputs = [name for name in spec["variables"] if name not in diagnostic]
+    outputs = [name for name in spec["variables"] if name not in forcing]
+    return inputs, outputs
+
+
+class ForecastModel(nn.Module):
+    """x (batch, time, ensemble, grid, variable) -> next state (batch, ensemble, grid, output).
+
+    `spec` keys: variables (order of the last axis of x), forcing, diagnostic, computed_forcings,
+    input_steps, timestep_seconds, network (EncoderProcessorDecoder arguments without channels).
+    `statistics` keys: mean, stdev, tendency_stdev, one value per variable of spec['variables'].
+    """
+
+    def __init__(self, graph: HeteroData, spec: dict[str, Any], statistics: dict[str, list]):
+        super().__init__()
+        self.spec = spec
+        variables = spec["variables"]
+        self.input_variables, self.output_variables = _roles(spec)
+        prognostic = [v for v in self.output_variables if v in self.input_variables]
+        index = {name: i for i, name in enumerate(variables)}
+
+        def columns(names: list[str]) -> torch.Tensor:
+            return torch.tensor([index[name] for name in names], dtype=torch.long)
+
+        self.register_buffer("input_columns", columns(self.input_variables), persistent=False)
+        self.register_buffer("output_columns", columns(self.output_variables), persistent=False)
+        self.register_buffer("prognostic_columns", columns(prognostic), persistent=False)
+        # Where each prognostic variable sits among the outputs.
+        self.register_buffer(
+            "prognostic_in_output",
+            torch.tensor([self.output_variables.index(v) for v in prognostic], dtype=torch.long),
+            persistent=False,
+        )
+        self.normalizer = Normalizer(statistics["mean"], statistics["stdev"])
+        # Prognostic outputs are a tendency scaled by its own spread: a 6 h change is a small
+        # fraction of a field's stdev, and the network should not have to learn that scale.
+        ratio = torch.as_tensor(statistics["tendency_stdev"], dtype=torch.float32)
+        ratio = ratio / self.normalizer.stdev
+        self.register_buffer("tendency_scale", ratio[self.prognostic_columns].clone())
+
+        coordinates = graph["data"].x.float()
+        self.register_buffer("latitudes", coordinates[:, 0].clone(), persistent=False)
+        self.register_buffer("longitudes", coordinates[:, 1].clone(), persistent=False)
+        num_forcings = len(spec["computed_forcings"])
+        self.network = EncoderProcessorDecoder(
+            graph,
+            in_channels=spec["input_steps"] * len(self.input_variables) + num_forcings,
+            out_channels=len(self.output_variables),
+            **spec["network"],
+        )
+        # Start as persistence: the last layer outputs zero tendencies until it learns.
+        last_linear = [m for m in self.network.output_mlp.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.zeros_(last_linear.weight)
+        nn.init.zeros_(last_linear.bias)
+
+    @property
+    def input_steps(self) -> int:
+        return self.spec["input_steps"]
+
+    @property
+    def timestep_seconds(self) -> int:
+        return self.spec["timestep_seconds"]
+
+    def forward_normalised(self, x: torch.Tensor, valid_time: torch.Tensor) -> torch.Tensor:
+        """Normalised x (B, T, E, G, V) and valid times (B,) -> normalised output (B, E, G, V_out)."""
+        batch, steps, members, grid, _ = x.shape
+        if steps != self.input_steps:
+            raise ValueError(f"the model takes {self.input_steps} input steps, got {steps}")
+        inputs = x[..., self.input_columns].permute(0, 2, 3, 1, 4).reshape(
+            batch, members, grid, steps * len(self.input_variables)
+        )
+        forcings = computed_forcings(
+            self.spec["computed_forcings"], valid_time, self.latitudes, self.longitudes
+        ).to(inputs.dtype)
+        forcings = forcings[:, None].expand(batch, members, grid, forcings.shape[-1])
+        features = torch.cat([inputs, forcings], dim=-1).reshape(batch * members, grid, -1)
+        out = self.network(features).reshape(batch, members, grid, len(self.output_variables))
+        last_state = x[:, -1][..., self.prognostic_columns]
+        prognostic = last_state + out[..., self.prognostic_in_output] * self.tendency_scale
+        return out.index_copy(-1, self.prognostic_in_output, prognostic.to(out.dtype))
+
+    def next_input_state(
+        self, prediction: torch.Tensor, known_state: torch.Tensor
+    ) -> torch.Tensor:
+        """The state fed back at the next step: predicted prognostic variables, and the known
+        values (forcings read from data) for the rest. Shapes (B, E, G, V_out) and (B, E, G, V)."""
+        prognostic = prediction[..., self.prognostic_in_output].to(known_state.dtype)
+        return known_state.index_copy(-1, self.prognostic_columns, prognostic)
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        x: torch.Tensor,
+        last_input_time: torch.Tensor,
+        steps: int,
+        known_future: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Autoregressive forecast in physical units.
+
+        x (B, T, E, G, V) physical, last_input_time (B,) epoch seconds; known_future (B, steps,
+        E, G, V) supplies forcing variables for each new time (may be None without forcings).
+        Returns (B, steps, E, G, V_out).
+        """
+        state = self.normalizer.normalise(x)
+        outputs = []
+        for step in range(steps):
+            valid_time = last_input_time + (step + 1) * self.timestep_seconds
+            prediction = self.forward_normalised(state, valid_time)
+            outputs.append(self.normalizer.denormalise(prediction, self.output_columns))
+            known = (
+                self.normalizer.normalise(known_future[:, step])
+                if known_future is not None
+                else torch.zeros_like(state[:, -1])
+            )
+            new_state = self.next_input_state(prediction, known)
+            state = torch.cat([state[:, 1:], new_state[:, None]], dim=1)
+        return torch.stack(outputs, dim=1)

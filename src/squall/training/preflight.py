@@ -1,0 +1,88 @@
+"""Pre-flight: everything that can be checked before a GPU hour is spent, and the resolved config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from squall.config.compose import load_config
+from squall.config.lineage import input_lineage
+from squall.config.resolved import write_resolved
+from squall.config.schema import SquallConfig, parse_duration
+from squall.data.statistics import check_statistics_period, load_statistics
+from squall.data.store import open_dataset
+from squall.graphs.io import load_graph
+
+
+def model_variables(config: SquallConfig, dataset_variables: list[str]) -> list[str]:
+    """Dataset variables the model reads, in dataset order; unknown names are an error."""
+    data = config.data
+    for key, names in (("forcing", data.forcing), ("diagnostic", data.diagnostic),
+                       ("drop", data.drop)):
+        unknown = [name for name in names if name not in dataset_variables]
+        if unknown:
+            raise ValueError(
+                f"data.{key} names {unknown}, which the dataset does not have; its variables "
+                f"are {dataset_variables}"
+            )
+    return [name for name in dataset_variables if name not in data.drop]
+
+
+def model_statistics(
+    statistics: dict[str, Any], variables: list[str], timestep: str
+) -> dict[str, list[float]]:
+    """Mean, stdev and the stdev of `timestep` tendencies, for `variables`, from a statistics file."""
+    index = {name: i for i, name in enumerate(statistics["variables"])}
+    missing = [name for name in variables if name not in index]
+    if missing:
+        raise ValueError(
+            f"the statistics file has no entry for {missing}; recompute it for this dataset "
+            "(`squall dataset statistics`)"
+        )
+    tendencies = statistics.get("tendencies", {})
+    if timestep not in tendencies:
+        raise ValueError(
+            f"the statistics file has tendency statistics for {sorted(tendencies)} but the model "
+            f"step is {timestep}; recompute with `squall dataset statistics --tendency {timestep}`"
+        )
+    pick = [index[name] for name in variables]
+    return {
+        "mean": [float(statistics["mean"][i]) for i in pick],
+        "stdev": [float(statistics["stdev"][i]) for i in pick],
+        "tendency_stdev": [float(tendencies[timestep]["stdev"][i]) for i in pick],
+    }
+
+
+def preflight(config: SquallConfig) -> dict[str, Any]:
+    """Check data, graph, statistics and splits against each other; return the resolved config
+    (plain dict) with lineage hashes of the inputs."""
+    inputs = config.system.input
+    dataset = open_dataset(inputs.dataset)
+    frequency = parse_duration(config.data.frequency)
+    if dataset.frequency != frequency:
+        raise ValueError(
+            f"data.frequency={config.data.frequency} but the dataset {inputs.dataset} has a step "
+            f"of {dataset.frequency}; set data.frequency to match"
+        )
+    model_variables(config, dataset.variables)
+    load_graph(inputs.graph, expected_coordinates_hash=dataset.coordinates_hash)
+
+    statistics = load_statistics(inputs.statistics)
+    windows = {"validation": config.dataloader.validation}
+    if config.dataloader.test is not None:
+        windows["test"] = config.dataloader.test
+    check_statistics_period(statistics, {k: (w.start, w.end) for k, w in windows.items()})
+    model_statistics(statistics, model_variables(config, dataset.variables), config.data.timestep)
+
+    resolved = config.model_dump(mode="json")
+    resolved["lineage"] = input_lineage(inputs.dataset, inputs.graph, inputs.statistics)
+    return resolved
+
+
+def validate_to_file(
+    config_name: str, overrides: list[str], config_dir: str | Path, out_path: str | Path
+) -> dict[str, Any]:
+    """`squall config validate`: compose, check the schema, run the pre-flight, write YAML."""
+    resolved = preflight(load_config(config_name, overrides, config_dir))
+    write_resolved(resolved, out_path)
+    return resolved

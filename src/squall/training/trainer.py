@@ -1,0 +1,152 @@
+"""Assemble and run a training: resolved config -> model, data, logger, checkpoints -> fit."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import MLFlowLogger
+
+from squall.config.lineage import check_lineage, input_lineage
+from squall.config.schema import SquallConfig, parse_duration
+from squall.data.datamodule import ForecastDataModule
+from squall.data.statistics import load_statistics
+from squall.data.store import open_dataset
+from squall.graphs.io import load_graph
+from squall.models.interface import ForecastModel
+from squall.training.checkpoint_io import AtomicCheckpointIO
+from squall.training.forecaster import Forecaster
+from squall.training.preflight import model_statistics, model_variables
+
+BEST_CHECKPOINT = "best.ckpt"
+
+
+def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, Any]:
+    return {
+        "variables": variables,
+        "forcing": list(config.data.forcing),
+        "diagnostic": list(config.data.diagnostic),
+        "computed_forcings": list(config.data.computed_forcings),
+        "input_steps": config.task.input_steps,
+        "timestep_seconds": int(parse_duration(config.data.timestep).total_seconds()),
+        "network": config.model.model_dump(),
+    }
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def train(
+    resolved: dict[str, Any], allow_lineage_mismatch: bool = False, resume: str | None = None
+) -> Path:
+    """Train from a resolved config (as written by `squall config validate`).
+
+    Returns the path of the best checkpoint (lowest validation loss).
+    """
+    config = SquallConfig.model_validate(resolved)
+    inputs = config.system.input
+    check_lineage(
+        config.lineage,
+        input_lineage(inputs.dataset, inputs.graph, inputs.statistics),
+        allow=allow_lineage_mismatch,
+    )
+    pl.seed_everything(config.training.seed, workers=True)
+    dataset = open_dataset(inputs.dataset)
+    graph, _ = load_graph(inputs.graph, expected_coordinates_hash=dataset.coordinates_hash)
+    variables = model_variables(config, dataset.variables)
+    statistics = model_statistics(load_statistics(inputs.statistics), variables,
+                                  config.data.timestep)
+    model = ForecastModel(graph, build_model_spec(config, variables), statistics)
+    task = Forecaster(model, config.model_dump(mode="json"), statistics,
+                      area_weight=graph["data"].area_weight)
+
+    step = int(parse_duration(config.data.timestep) / dataset.frequency)
+    loader = config.dataloader
+    datamodule = ForecastDataModule(
+        inputs.dataset,
+        windows={
+            "training": (loader.training.start, loader.training.end),
+            "validation": (loader.validation.start, loader.validation.end),
+        },
+        variables=variables,
+        input_steps=config.task.input_steps,
+        rollout=config.task.rollout,
+        step=step,
+        batch_size=loader.batch_size.model_dump(),
+        num_workers=loader.num_workers.model_dump(),
+        seed=config.training.seed,
+    )
+
+    root = Path(config.system.output.root)
+    checkpoints = root / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    best = ModelCheckpoint(
+        dirpath=checkpoints, filename=Path(BEST_CHECKPOINT).stem, monitor="val_loss",
+        mode="min", save_last=True, enable_version_counter=False,
+    )
+    loggers, callbacks = [], [best]
+    mlflow_settings = config.diagnostics.mlflow
+    if mlflow_settings.enabled:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        logger = MLFlowLogger(
+            experiment_name=mlflow_settings.experiment_name,
+            run_name=mlflow_settings.run_name,
+            tracking_uri=mlflow_settings.tracking_uri,
+            artifact_location=mlflow_settings.artifact_location,
+        )
+        logger.log_hyperparams(_flatten(config.model_dump(mode="json")))
+        loggers.append(logger)
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+
+    hardware = config.system.hardware
+    trainer = pl.Trainer(
+        accelerator=hardware.accelerator,
+        devices=hardware.devices,
+        num_nodes=hardware.num_nodes,
+        precision=hardware.precision,
+        max_epochs=config.training.max_epochs,
+        limit_train_batches=config.training.limit_train_batches,
+        limit_val_batches=config.training.limit_val_batches,
+        gradient_clip_val=config.training.gradient_clip_val,
+        log_every_n_steps=config.diagnostics.log_every_n_steps,
+        logger=loggers or False,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=root,
+        enable_progress_bar=False,
+        deterministic=True,
+    )
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
+    summary = {
+        "best_checkpoint": str(Path(best.best_model_path).name),
+        "best_val_loss": float(best.best_model_score) if best.best_model_score is not None
+        else None,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "mlflow_run_id": loggers[0].run_id if loggers else None,
+        "torch_threads": torch.get_num_threads(),
+    }
+    (root / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    return Path(best.best_model_path)
+
+
+def train_from_file(
+    resolved_path: str | Path, allow_lineage_mismatch: bool = False, resume: str | None = None
+) -> Path:
+    from squall.config.resolved import read_resolved
+
+    return train(read_resolved(resolved_path), allow_lineage_mismatch, resume)

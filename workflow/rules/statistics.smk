@@ -1,0 +1,16 @@
+rule statistics:
+    """Normalisation statistics over the training split only."""
+    input:
+        dataset_path,
+    output:
+        "results/{experiment}/statistics.json",
+    params:
+        start=lambda w: split(w, "training")["start"],
+        end=lambda w: split(w, "training")["end"],
+    log:
+        "results/logs/{experiment}/statistics.log",
+    benchmark:
+        "results/benchmarks/{experiment}/statistics.tsv"
+    shell:
+        "squall dataset statistics {input} {output} --start {params.start} --end {params.end}"
+        " > {log} 2>&1"
