@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 
 def _dataset_create(args: argparse.Namespace) -> None:
@@ -66,11 +65,19 @@ def _evaluate(args: argparse.Namespace) -> None:
     from squall.evaluation.evaluate import evaluate
 
     scores = evaluate(
-        args.model, args.dataset, args.start, args.end, _hours(args.lead_time),
-        (args.climatology_start, args.climatology_end), args.out,
+        args.model,
+        args.dataset,
+        args.start,
+        args.end,
+        _hours(args.lead_time),
+        (args.climatology_start, args.climatology_end),
+        args.out,
     )
-    print(scores.pivot_table(index=["variable", "lead_time_hours"], columns="forecast",
-                             values="rmse").to_string())
+    print(
+        scores.pivot_table(
+            index=["variable", "lead_time_hours"], columns="forecast", values="rmse"
+        ).to_string()
+    )
 
 
 def _hours(text: str) -> int:
@@ -84,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True)
 
     dataset = groups.add_parser("dataset", help="build and describe datasets").add_subparsers(
-        dest="verb", required=True)
+        dest="verb", required=True
+    )
     create = dataset.add_parser("create", help="recipe (YAML) -> anemoi-layout zarr")
     create.add_argument("recipe")
     create.add_argument("out")
@@ -94,12 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("out")
     stats.add_argument("--start", required=True, help="first date of the training period")
     stats.add_argument("--end", required=True, help="last date of the training period")
-    stats.add_argument("--tendency", action="append", default=None,
-                       help="tendency interval, e.g. 6h (repeatable; default: 6h)")
+    stats.add_argument(
+        "--tendency",
+        action="append",
+        default=None,
+        help="tendency interval, e.g. 6h (repeatable; default: 6h)",
+    )
     stats.set_defaults(run=_dataset_statistics)
 
     graph = groups.add_parser("graph", help="build and inspect graphs").add_subparsers(
-        dest="verb", required=True)
+        dest="verb", required=True
+    )
     gcreate = graph.add_parser("create", help="dataset grid + graph recipe -> graph.pt")
     gcreate.add_argument("dataset")
     gcreate.add_argument("out")
@@ -110,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     ginspect.set_defaults(run=_graph_inspect)
 
     config = groups.add_parser("config", help="training configs").add_subparsers(
-        dest="verb", required=True)
+        dest="verb", required=True
+    )
     validate = config.add_parser("validate", help="compose, check and pre-flight a config")
     validate.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.hidden=128")
     validate.add_argument("--config-dir", default="configs/training")
@@ -125,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     export = groups.add_parser(
-        "export", help="checkpoint -> pickle-free model directory; `export inspect DIR` describes one")
+        "export", help="checkpoint -> pickle-free model directory; `export inspect DIR`"
+    )
     export.add_argument("checkpoint", help="a training checkpoint, or the word 'inspect'")
     export.add_argument("out", help="model directory to write (or to inspect)")
     export.add_argument("--graph", help="the training graph, if it moved")

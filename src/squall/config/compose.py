@@ -70,8 +70,10 @@ def _explain(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             valid = _valid_keys(SquallConfig, location[:-1])
             close = difflib.get_close_matches(location[-1], valid, n=1)
-            hint = f"did you mean '{'.'.join([*location[:-1], close[0]])}'?" if close else (
-                f"valid keys here: {', '.join(sorted(valid))}"
+            hint = (
+                f"did you mean '{'.'.join([*location[:-1], close[0]])}'?"
+                if close
+                else (f"valid keys here: {', '.join(sorted(valid))}")
             )
             lines.append(f"- unknown key '{key}': {hint}")
         elif item["type"] == "missing":

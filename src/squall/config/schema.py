@@ -41,8 +41,16 @@ class DataConfig(Strict):
     diagnostic: list[str] = []
     drop: list[str] = []
     computed_forcings: list[
-        Literal["cos_local_time", "sin_local_time", "cos_julian_day", "sin_julian_day",
-                "cos_latitude", "sin_latitude", "cos_longitude", "sin_longitude"]
+        Literal[
+            "cos_local_time",
+            "sin_local_time",
+            "cos_julian_day",
+            "sin_julian_day",
+            "cos_latitude",
+            "sin_latitude",
+            "cos_longitude",
+            "sin_longitude",
+        ]
     ] = []
 
     @field_validator("frequency", "timestep")
@@ -71,9 +79,16 @@ class Window(Strict):
 
     @field_validator("start", "end", mode="before")
     @classmethod
-    def _as_text(cls, value: object) -> str:
+    def _as_text(cls, value: object) -> str | None:
         # YAML turns 1996-01-05 into a date; keep the text form the user wrote.
+        if value is None:
+            return None
         return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
+class OptionalWindow(Window):
+    start: str | None = None
+    end: str | None = None
 
 
 class PerStage(Strict):
@@ -86,7 +101,7 @@ class DataloaderConfig(Strict):
     num_workers: PerStage = PerStage(training=0, validation=0)
     training: Window
     validation: Window
-    test: Window | None = None
+    test: OptionalWindow = OptionalWindow()  # evaluation; statistics must not overlap it
 
 
 class MlflowConfig(Strict):

@@ -43,7 +43,8 @@ class ForecastSamples(Dataset):
             raise ValueError(
                 f"no complete sample in {start}..{end} of {dataset_path}: the window holds "
                 f"{len(self.store)} dates ({len(self.store.missing)} missing) but a sample needs "
-                f"{len(self.offsets)} consecutive present dates {step} step(s) apart; widen the window"
+                f"{len(self.offsets)} consecutive present dates {step} step(s) apart; widen the "
+                "window"
             )
         self.epoch_seconds = self.store.dates.astype("datetime64[s]").astype(np.int64)
 

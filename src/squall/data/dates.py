@@ -41,11 +41,6 @@ def frequency_to_string(frequency: str | int | datetime.timedelta) -> str:
     return f"{seconds}s"
 
 
-def to_datetime64(value: DateLike) -> np.datetime64:
-    """One instant as datetime64[s] (a partial date like "1996-01" means its first instant)."""
-    return date_bounds(value)[0]
-
-
 def date_bounds(value: DateLike) -> tuple[np.datetime64, np.datetime64]:
     """The instants a date selector covers, as [first, stop) in datetime64[s].
 

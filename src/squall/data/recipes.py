@@ -28,20 +28,10 @@ from squall.data.dates import check_regular, frequency_to_timedelta, iso, window
 from squall.data.statistics import compute_statistics
 from squall.data.store import write_dataset
 
-RECIPE_KEYS = {
-    "description",
-    "licence",
-    "attribution",
-    "frequency",
-    "start",
-    "end",
-    "time",
-    "crop",
-    "statistics",
-    "tendency_deltas",
-    "resolution",
-    "sources",
-}
+RECIPE_KEYS = set(
+    "description licence attribution frequency start end time crop statistics tendency_deltas "
+    "resolution sources".split()
+)
 SOURCE_KEYS = {"path", "variable", "name", "units", "long_name"}
 TIME_KEYS = {"reference_variable", "reference_format", "offset_variable", "offset_units"}
 OFFSET_UNITS = {"seconds": "s", "minutes": "m", "hours": "h", "days": "D"}

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def sample_offsets(input_steps: int, rollout: int, step: int) -> np.ndarray:
-    """Date-index offsets of one sample relative to its last input: (-(k-1)s, ..., 0, s, ..., rs)."""
+    """Date offsets of a sample from its last input: (-(k-1)s, ..., 0, s, ..., rs)."""
     return np.arange(-(input_steps - 1), rollout + 1) * step
 
 

@@ -18,6 +18,7 @@ from squall.data.dates import (
     iso,
     window_indices,
 )
+from squall.data.store import open_dataset
 
 STATISTICS = ("mean", "stdev", "minimum", "maximum")
 
@@ -56,9 +57,8 @@ class _Accumulator:
     def add(self, field: np.ndarray) -> None:
         values = np.asarray(field, dtype=np.float64).reshape(field.shape[0], -1)  # (vars, values)
         finite = np.isfinite(values)
-        if self.shift is None:
-            self.shift = np.nanmean(np.where(finite, values, np.nan), axis=1)
-            self.shift = np.nan_to_num(self.shift)
+        if self.shift is None:  # the first date's mean (0 for a variable with no value there)
+            self.shift = np.where(finite, values, 0.0).sum(axis=1) / np.maximum(finite.sum(1), 1)
         shifted = np.where(finite, values - self.shift[:, None], 0.0)
         self.count += finite.sum(axis=1)
         self.sums += shifted.sum(axis=1)
@@ -177,8 +177,8 @@ def load_statistics(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"no statistics file at {path}: compute it with `squall statistics` (the pipeline's "
-            "statistics rule) over the training period"
+            f"no statistics file at {path}: compute it over the training period with "
+            "`squall dataset statistics` (the pipeline's statistics rule)"
         )
     stats = json.loads(path.read_text())
     required = ("period", "variables", *STATISTICS)
@@ -206,3 +206,16 @@ def check_statistics_period(
                 f"training dates only. Recompute them over a period that ends before {start}, or "
                 f"move the {name} period."
             )
+
+
+def create_statistics_file(
+    dataset_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    start: DateLike,
+    end: DateLike,
+    tendency_deltas: list[str] | tuple[str, ...] | None = None,
+) -> Path:
+    """The statistics stage: statistics of a store over the training period, written as JSON."""
+    dataset = open_dataset(dataset_path)
+    stats = compute_statistics(dataset, start, end, tuple(tendency_deltas or ("6h",)))
+    return write_statistics_json(stats, out_path)

@@ -236,7 +236,9 @@ def open_dataset(
         raise ValueError(f"{path} has one date and no 'frequency' attribute: {CREATE_HINT}")
     check_regular(dates, frequency, where=f"opening {path}")
     first, stop = window_indices(dates, start, end)
-    return Dataset(path, dates, frequency, first, stop)
+    dataset = Dataset(path, dates, frequency, first, stop)
+    dataset._zarr_group, dataset._opened_by = group, os.getpid()  # reuse this open
+    return dataset
 
 
 def _open_group(path: Path) -> zarr.Group:

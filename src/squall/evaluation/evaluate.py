@@ -40,8 +40,9 @@ def evaluate(
     store = open_dataset(dataset_path)
     step_hours = read_metadata(artifact)["timestep_seconds"] // 3600
     if lead_time_hours % step_hours:
-        raise ValueError(f"lead time {lead_time_hours} h is not a multiple of the model step "
-                         f"({step_hours} h)")
+        raise ValueError(
+            f"lead time {lead_time_hours} h is not a multiple of the model step ({step_hours} h)"
+        )
     lead_steps = lead_time_hours // step_hours
     forecasts = predict(artifact, dataset_path, start, end, lead_steps=lead_steps)
     write_zarr_atomically(forecasts, out_dir / "forecasts.zarr")
@@ -69,19 +70,26 @@ def evaluate(
         "climatology": climatology_forecast(climatology, valid_dates),
     }
     weights = latitude_weights(store.latitudes)
-    units = {v: store.metadata.get("variables_metadata", {}).get(v, {}).get("units", "")
-             for v in variables}
+    units = {
+        v: store.metadata.get("variables_metadata", {}).get(v, {}).get("units", "")
+        for v in variables
+    }
     rows = []
     present = (~np.isnan(truth)).any(axis=2).sum(axis=0)  # (L, V) forecasts with truth
     for name, values in candidates.items():
         rmse = weighted_rmse(values, truth, weights)
         for lead in range(lead_steps):
             for v, variable in enumerate(variables):
-                rows.append({
-                    "forecast": name, "variable": variable, "units": units[variable],
-                    "lead_time_hours": (lead + 1) * step_hours, "rmse": float(rmse[lead, v]),
-                    "forecasts_scored": int(present[lead, v]),
-                })
+                rows.append(
+                    {
+                        "forecast": name,
+                        "variable": variable,
+                        "units": units[variable],
+                        "lead_time_hours": (lead + 1) * step_hours,
+                        "rmse": float(rmse[lead, v]),
+                        "forecasts_scored": int(present[lead, v]),
+                    }
+                )
     scores = pd.DataFrame(rows)
     temporary = out_dir / f"scores.csv.tmp-{os.getpid()}"
     scores.to_csv(temporary, index=False)
@@ -90,7 +98,10 @@ def evaluate(
     plot_rmse_by_lead(scores, out_dir / "plots" / "rmse_by_lead.png")
     variable = variables[0]
     plot_forecast_map(
-        model[0, -1, :, 0], truth[0, -1, :, 0], store.latitudes, store.longitudes,
+        model[0, -1, :, 0],
+        truth[0, -1, :, 0],
+        store.latitudes,
+        store.longitudes,
         tuple(store.field_shape),
         f"{variable}, init {str(forecasts.init_time.values[0])[:16]}, +{lead_time_hours} h",
         out_dir / "plots" / "forecast_map.png",

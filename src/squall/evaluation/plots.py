@@ -25,7 +25,7 @@ def plot_rmse_by_lead(scores: pd.DataFrame, path: str | Path) -> Path:
         axis.set_xlabel("lead time (h)")
         axis.set_ylabel(f"RMSE ({subset['units'].iloc[0]})")
         axis.grid(alpha=0.3)
-    for axis in list(axes.flat)[len(variables):]:
+    for axis in list(axes.flat)[len(variables) :]:
         axis.set_visible(False)
     axes.flat[0].legend()
     figure.tight_layout()
@@ -55,8 +55,9 @@ def plot_forecast_map(
         mesh = axis.pcolormesh(lon, lat, field, vmin=low, vmax=high, shading="auto")
         axis.set_title(name)
         figure.colorbar(mesh, ax=axis)
-    mesh = axes[2].pcolormesh(lon, lat, error, cmap="RdBu_r", vmin=-limit, vmax=limit,
-                              shading="auto")
+    mesh = axes[2].pcolormesh(
+        lon, lat, error, cmap="RdBu_r", vmin=-limit, vmax=limit, shading="auto"
+    )
     axes[2].set_title("forecast - truth")
     figure.colorbar(mesh, ax=axes[2])
     for axis in axes:

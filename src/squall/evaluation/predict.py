@@ -57,10 +57,10 @@ def predict(
     epoch = store.dates.astype("datetime64[s]").astype(np.int64)
     chunks = []
     for first in range(0, len(inits), batch_size):
-        batch = inits[first:first + batch_size]
-        states = np.stack([
-            store.read(list(i - np.arange(k)[::-1] * step))[:, columns] for i in batch
-        ])  # (B, T, V, E, G)
+        batch = inits[first : first + batch_size]
+        states = np.stack(
+            [store.read(list(i - np.arange(k)[::-1] * step))[:, columns] for i in batch]
+        )  # (B, T, V, E, G)
         x = torch.from_numpy(states.transpose(0, 1, 3, 4, 2)).to(device)
         times = torch.from_numpy(epoch[batch]).to(device)
         chunks.append(model.rollout(x, times, lead_steps).cpu().numpy())
@@ -78,8 +78,11 @@ def predict(
             "latitude": ("point", store.latitudes),
             "longitude": ("point", store.longitudes),
         },
-        attrs={"model": str(artifact), "dataset": str(dataset_path),
-               "field_shape": list(store.field_shape)},
+        attrs={
+            "model": str(artifact),
+            "dataset": str(dataset_path),
+            "field_shape": list(store.field_shape),
+        },
     )
 
 

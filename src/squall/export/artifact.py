@@ -52,7 +52,7 @@ def graph_from_tensors(tensors: dict[str, torch.Tensor]) -> HeteroData:
     for name, value in tensors.items():
         if not name.startswith(_GRAPH):
             continue
-        key, attribute = name[len(_GRAPH):].rsplit("/", 1)
+        key, attribute = name[len(_GRAPH) :].rsplit("/", 1)
         store_key = tuple(key.split(_EDGE_SEPARATOR)) if _EDGE_SEPARATOR in key else key
         graph[store_key][attribute] = value
     return graph
@@ -70,8 +70,9 @@ def write_artifact(
     temporary = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    weights = {name: value.detach().cpu().contiguous() for name, value in
-               model.state_dict().items()}
+    weights = {
+        name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()
+    }
     save_file({**weights, **graph_tensors(graph)}, str(temporary / WEIGHTS))
     spec = model.spec
     metadata = {
@@ -90,8 +91,9 @@ def write_artifact(
         "statistics": statistics,
         "graph": {
             "node_sets": {k: int(graph[k].num_nodes) for k in graph.node_types},
-            "edge_sets": {_EDGE_SEPARATOR.join(k): int(graph[k].edge_index.shape[1])
-                          for k in graph.edge_types},
+            "edge_sets": {
+                _EDGE_SEPARATOR.join(k): int(graph[k].edge_index.shape[1]) for k in graph.edge_types
+            },
         },
         "parameters": sum(p.numel() for p in model.parameters()),
         "versions": _versions(),

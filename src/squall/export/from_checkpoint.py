@@ -27,8 +27,10 @@ def export_checkpoint(
     provenance = checkpoint.get("squall", {})
     lineage = provenance.get("lineage", config.get("lineage", {}))
     graph_path = Path(graph_path or config["system"]["input"]["graph"])
-    if "graph" in lineage and file_hash(graph_path) != lineage["graph"] and not (
-        allow_lineage_mismatch
+    if (
+        "graph" in lineage
+        and file_hash(graph_path) != lineage["graph"]
+        and not (allow_lineage_mismatch)
     ):
         raise ValueError(
             f"the graph {graph_path} (hash {file_hash(graph_path)}) is not the one this model was "
@@ -36,8 +38,9 @@ def export_checkpoint(
         )
     graph, _ = load_graph(graph_path)
     model = ForecastModel(graph, hyper["model_spec"], hyper["statistics"])
-    weights = {k[len(_PREFIX):]: v for k, v in checkpoint["state_dict"].items()
-               if k.startswith(_PREFIX)}
+    weights = {
+        k[len(_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(_PREFIX)
+    }
     model.load_state_dict(weights, strict=True)
     return write_artifact(
         model,

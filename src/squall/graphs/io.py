@@ -120,7 +120,5 @@ def graph_summary(graph: HeteroData) -> str:
         target_count = graph[target].num_nodes or 0
         mean_degree = edge_count / target_count if target_count else 0.0
         name = f"{source} -> {target}" if relation == "to" else f"{source} -{relation}-> {target}"
-        lines.append(
-            f"  {name:<18} {edge_count:>10,} edges, mean in-degree {mean_degree:.2f}"
-        )
+        lines.append(f"  {name:<18} {edge_count:>10,} edges, mean in-degree {mean_degree:.2f}")
     return "\n".join(lines)

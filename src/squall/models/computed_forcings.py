@@ -17,15 +17,21 @@ SECONDS_PER_YEAR = 365.2425 * SECONDS_PER_DAY
 EPOCH_2000 = 946684800.0
 
 NAMES = (
-    "cos_local_time", "sin_local_time", "cos_julian_day", "sin_julian_day",
-    "cos_latitude", "sin_latitude", "cos_longitude", "sin_longitude",
+    "cos_local_time",
+    "sin_local_time",
+    "cos_julian_day",
+    "sin_julian_day",
+    "cos_latitude",
+    "sin_latitude",
+    "cos_longitude",
+    "sin_longitude",
 )
 
 
 def computed_forcings(
     names: list[str], epoch_seconds: torch.Tensor, latitudes: torch.Tensor, longitudes: torch.Tensor
 ) -> torch.Tensor:
-    """(batch,) valid times in seconds since 1970 and (grid,) radians -> (batch, grid, len(names))."""
+    """(batch,) valid times in seconds since 1970, (grid,) radians -> (batch, grid, names)."""
     unknown = [name for name in names if name not in NAMES]
     if unknown:
         raise ValueError(f"unknown computed forcings {unknown}; available: {list(NAMES)}")
@@ -33,8 +39,8 @@ def computed_forcings(
     lat, lon = latitudes.to(torch.float64)[None, :], longitudes.to(torch.float64)[None, :]
     utc_day_fraction = torch.remainder(seconds, SECONDS_PER_DAY) / SECONDS_PER_DAY
     local_phase = 2 * math.pi * utc_day_fraction + lon  # one radian of longitude = 1/2pi day
-    year_phase = 2 * math.pi * torch.remainder(seconds - EPOCH_2000, SECONDS_PER_YEAR) / (
-        SECONDS_PER_YEAR
+    year_phase = (
+        2 * math.pi * torch.remainder(seconds - EPOCH_2000, SECONDS_PER_YEAR) / (SECONDS_PER_YEAR)
     )
     shape = (seconds.shape[0], lat.shape[1])
     values = {

@@ -85,12 +85,14 @@ class ForecastModel(nn.Module):
         return self.spec["timestep_seconds"]
 
     def forward_normalised(self, x: torch.Tensor, valid_time: torch.Tensor) -> torch.Tensor:
-        """Normalised x (B, T, E, G, V) and valid times (B,) -> normalised output (B, E, G, V_out)."""
+        """Normalised x (B, T, E, G, V), valid times (B,) -> normalised output (B, E, G, V_out)."""
         batch, steps, members, grid, _ = x.shape
         if steps != self.input_steps:
             raise ValueError(f"the model takes {self.input_steps} input steps, got {steps}")
-        inputs = x[..., self.input_columns].permute(0, 2, 3, 1, 4).reshape(
-            batch, members, grid, steps * len(self.input_variables)
+        inputs = (
+            x[..., self.input_columns]
+            .permute(0, 2, 3, 1, 4)
+            .reshape(batch, members, grid, steps * len(self.input_variables))
         )
         forcings = computed_forcings(
             self.spec["computed_forcings"], valid_time, self.latitudes, self.longitudes
@@ -102,9 +104,7 @@ class ForecastModel(nn.Module):
         prognostic = last_state + out[..., self.prognostic_in_output] * self.tendency_scale
         return out.index_copy(-1, self.prognostic_in_output, prognostic.to(out.dtype))
 
-    def next_input_state(
-        self, prediction: torch.Tensor, known_state: torch.Tensor
-    ) -> torch.Tensor:
+    def next_input_state(self, prediction: torch.Tensor, known_state: torch.Tensor) -> torch.Tensor:
         """The state fed back at the next step: predicted prognostic variables, and the known
         values (forcings read from data) for the rest. Shapes (B, E, G, V_out) and (B, E, G, V)."""
         prognostic = prediction[..., self.prognostic_in_output].to(known_state.dtype)
@@ -124,6 +124,11 @@ class ForecastModel(nn.Module):
         E, G, V) supplies forcing variables for each new time (may be None without forcings).
         Returns (B, steps, E, G, V_out).
         """
+        if self.spec["forcing"] and known_future is None:
+            raise ValueError(
+                f"the model reads forcing variables {self.spec['forcing']} at every step: pass "
+                "their future values as known_future (batch, steps, ensemble, grid, variable)"
+            )
         state = self.normalizer.normalise(x)
         outputs = []
         for step in range(steps):

@@ -1,4 +1,4 @@
-"""Pre-flight: everything that can be checked before a GPU hour is spent, and the resolved config."""
+"""Pre-flight: everything checkable before a GPU hour is spent; and the resolved config."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ from squall.graphs.io import load_graph
 def model_variables(config: SquallConfig, dataset_variables: list[str]) -> list[str]:
     """Dataset variables the model reads, in dataset order; unknown names are an error."""
     data = config.data
-    for key, names in (("forcing", data.forcing), ("diagnostic", data.diagnostic),
-                       ("drop", data.drop)):
+    for key, names in (
+        ("forcing", data.forcing),
+        ("diagnostic", data.diagnostic),
+        ("drop", data.drop),
+    ):
         unknown = [name for name in names if name not in dataset_variables]
         if unknown:
             raise ValueError(
@@ -31,7 +34,7 @@ def model_variables(config: SquallConfig, dataset_variables: list[str]) -> list[
 def model_statistics(
     statistics: dict[str, Any], variables: list[str], timestep: str
 ) -> dict[str, list[float]]:
-    """Mean, stdev and the stdev of `timestep` tendencies, for `variables`, from a statistics file."""
+    """Mean, stdev and `timestep` tendency stdev of `variables`, from a statistics file."""
     index = {name: i for i, name in enumerate(statistics["variables"])}
     missing = [name for name in variables if name not in index]
     if missing:
@@ -69,7 +72,7 @@ def preflight(config: SquallConfig) -> dict[str, Any]:
 
     statistics = load_statistics(inputs.statistics)
     windows = {"validation": config.dataloader.validation}
-    if config.dataloader.test is not None:
+    if config.dataloader.test.start and config.dataloader.test.end:
         windows["test"] = config.dataloader.test
     check_statistics_period(statistics, {k: (w.start, w.end) for k, w in windows.items()})
     model_statistics(statistics, model_variables(config, dataset.variables), config.data.timestep)

@@ -13,6 +13,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
 
 from squall.config.lineage import check_lineage, input_lineage
+from squall.config.resolved import read_resolved
 from squall.config.schema import SquallConfig, parse_duration
 from squall.data.datamodule import ForecastDataModule
 from squall.data.statistics import load_statistics
@@ -67,11 +68,13 @@ def train(
     dataset = open_dataset(inputs.dataset)
     graph, _ = load_graph(inputs.graph, expected_coordinates_hash=dataset.coordinates_hash)
     variables = model_variables(config, dataset.variables)
-    statistics = model_statistics(load_statistics(inputs.statistics), variables,
-                                  config.data.timestep)
+    statistics = model_statistics(
+        load_statistics(inputs.statistics), variables, config.data.timestep
+    )
     model = ForecastModel(graph, build_model_spec(config, variables), statistics)
-    task = Forecaster(model, config.model_dump(mode="json"), statistics,
-                      area_weight=graph["data"].area_weight)
+    task = Forecaster(
+        model, config.model_dump(mode="json"), statistics, area_weight=graph["data"].area_weight
+    )
 
     step = int(parse_duration(config.data.timestep) / dataset.frequency)
     loader = config.dataloader
@@ -94,10 +97,15 @@ def train(
     checkpoints = root / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     best = ModelCheckpoint(
-        dirpath=checkpoints, filename=Path(BEST_CHECKPOINT).stem, monitor="val_loss",
-        mode="min", save_last=True, enable_version_counter=False,
+        dirpath=checkpoints,
+        filename=Path(BEST_CHECKPOINT).stem,
+        monitor="val_loss",
+        mode="min",
+        enable_version_counter=False,
     )
-    loggers, callbacks = [], [best]
+    # last.ckpt after every epoch, improved or not: what a resume starts from.
+    last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True)
+    loggers, callbacks = [], [best, last]
     mlflow_settings = config.diagnostics.mlflow
     if mlflow_settings.enabled:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -132,7 +140,8 @@ def train(
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     summary = {
         "best_checkpoint": str(Path(best.best_model_path).name),
-        "best_val_loss": float(best.best_model_score) if best.best_model_score is not None
+        "best_val_loss": float(best.best_model_score)
+        if best.best_model_score is not None
         else None,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
@@ -147,6 +156,4 @@ def train(
 def train_from_file(
     resolved_path: str | Path, allow_lineage_mismatch: bool = False, resume: str | None = None
 ) -> Path:
-    from squall.config.resolved import read_resolved
-
     return train(read_resolved(resolved_path), allow_lineage_mismatch, resume)
