@@ -26,7 +26,7 @@ run: $(STAMP)
 	@echo "Report: results/report.html   MLflow: make mlflow-ui"
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(CORES) -q
+	$(BIN)/python -m pytest -n $(CORES) --dist loadfile -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -81,7 +81,7 @@ def test_json_round_trip(tmp_path, stats):
     )
     assert loaded["period"] == stats["period"] and loaded["count"] == 45
     assert [p.name for p in tmp_path.iterdir()] == ["statistics.json"]
-    with pytest.raises(FileNotFoundError, match="squall statistics"):
+    with pytest.raises(FileNotFoundError, match="squall dataset statistics"):
         load_statistics(tmp_path / "absent.json")
 
 

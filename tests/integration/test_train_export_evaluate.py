@@ -1,0 +1,139 @@
+"""Config -> train -> export -> evaluate through the library, on the real storm sample."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from storm_sample import REPO, TEST, TRAIN, pipeline_overrides
+
+from squall.config.compose import ConfigError
+from squall.config.resolved import read_resolved
+from squall.data.statistics import create_statistics_file
+from squall.evaluation.evaluate import evaluate
+from squall.export.artifact import load_artifact
+from squall.export.from_checkpoint import export_checkpoint
+from squall.training.preflight import validate_to_file
+from squall.training.trainer import train_from_file
+
+CONFIG_DIR = REPO / "configs/training"
+
+
+@pytest.fixture(scope="module")
+def trained(storm_inputs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    resolved = root / "resolved.yaml"
+    validate_to_file("debug", pipeline_overrides(storm_inputs, root), CONFIG_DIR, resolved)
+    best = train_from_file(resolved)
+    return {**storm_inputs, "root": root, "resolved": resolved, "best": best}
+
+
+def test_resolved_config_records_lineage(trained):
+    resolved = read_resolved(trained["resolved"])
+    assert set(resolved["lineage"]) == {"dataset", "graph", "statistics"}
+    assert resolved["dataloader"]["test"] == {"start": TEST[0], "end": TEST[1]}
+
+
+def test_checkpoints_load_without_pickles(trained):
+    checkpoint = torch.load(trained["best"], weights_only=True)
+    assert checkpoint["hyper_parameters"]["model_spec"]["input_steps"] == 2
+    assert (trained["root"] / "checkpoints" / "last.ckpt").is_file()
+    summary = json.loads((trained["root"] / "training_summary.json").read_text())
+    assert summary["mlflow_run_id"] and summary["steps"] == 2
+
+
+def test_export_is_pickle_free_and_reproduces_the_checkpoint(trained, tmp_path, monkeypatch):
+    artifact = export_checkpoint(trained["best"], tmp_path / "model.squall", trained["graph"])
+    assert sorted(p.name for p in artifact.iterdir()) == ["metadata.json", "weights.safetensors"]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("loading an exported model must not call torch.load")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    model, metadata = load_artifact(artifact)
+    monkeypatch.undo()
+    assert metadata["lineage"] == read_resolved(trained["resolved"])["lineage"]
+
+    checkpoint = torch.load(trained["best"], weights_only=True)
+    weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, weights[name], rtol=0, atol=0)
+    x = torch.randn(1, 2, 1, 726, 6) + torch.tensor(metadata["statistics"]["mean"])
+    out = model.rollout(x, torch.tensor([820454400]), steps=2)
+    assert out.shape == (1, 2, 1, 726, 6) and torch.isfinite(out).all()
+
+
+def test_evaluate_scores_model_and_baselines(trained, tmp_path):
+    artifact = export_checkpoint(trained["best"], tmp_path / "model.squall", trained["graph"])
+    scores = evaluate(artifact, trained["dataset"], *TEST, 24, TRAIN, tmp_path / "evaluation")
+    assert set(scores["forecast"]) == {"model", "persistence", "climatology"}
+    assert sorted(scores["lead_time_hours"].unique()) == [6, 12, 18, 24]
+    assert len(scores) == 3 * 6 * 4 and np.isfinite(scores["rmse"]).all()
+    scored = scores.groupby("lead_time_hours")["forecasts_scored"].max()
+    assert scored.to_dict() == {6: 7, 12: 6, 18: 5, 24: 4}
+    on_disk = pd.read_csv(tmp_path / "evaluation" / "scores.csv")
+    assert len(on_disk) == len(scores)
+    forecasts = xr.open_zarr(tmp_path / "evaluation" / "forecasts.zarr")
+    assert forecasts.forecast.dims == ("init_time", "lead_time", "member", "point", "variable")
+    # Every date of the test split starts a forecast (its inputs are present); leads past the
+    # end of the data have no truth and are left out of the scores.
+    assert forecasts.sizes["init_time"] == 8
+    for plot in ("rmse_by_lead.png", "forecast_map.png"):
+        assert (tmp_path / "evaluation" / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    # Persistence at +6 h is the 6 h change: its RMSE must match the data's own tendencies.
+    persistence = scores[(scores.forecast == "persistence") & (scores.lead_time_hours == 6)]
+    assert (persistence["rmse"] > 0).all()
+
+
+def test_training_refuses_inputs_changed_since_validation(trained, tmp_path):
+    resolved = read_resolved(trained["resolved"])
+    changed = create_statistics_file(
+        trained["dataset"], tmp_path / "statistics.json", TRAIN[0], "1996-01-15T18"
+    )
+    resolved["system"]["input"]["statistics"] = str(changed)
+    from squall.training.trainer import train
+
+    with pytest.raises(ValueError, match="inputs changed since this config was validated"):
+        train(resolved)
+
+
+def test_preflight_refuses_statistics_overlapping_validation(storm_inputs, tmp_path):
+    leaky = create_statistics_file(
+        storm_inputs["dataset"], tmp_path / "leaky.json", TRAIN[0], "1996-01-18T00"
+    )
+    overrides = pipeline_overrides({**storm_inputs, "statistics": leaky}, tmp_path)
+    with pytest.raises(ValueError, match="overlaps the validation period"):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+    assert not (tmp_path / "resolved.yaml").exists()
+
+
+def test_preflight_refuses_a_graph_of_another_grid(storm_inputs, tmp_path):
+    from squall.graphs.create import build_graph
+    from squall.graphs.io import save_graph
+
+    lat, lon = np.meshgrid(np.arange(30, 50, 2.0), np.arange(-100, -80, 2.0), indexing="ij")
+    other = save_graph(
+        build_graph(lat.ravel(), lon.ravel(), mesh_refinement=4, encoder_cutoff_factor=1.2),
+        tmp_path / "other.pt",
+        coordinates_hash="0123456789abcdef",
+        config={},
+    )
+    overrides = pipeline_overrides({**storm_inputs, "graph": other}, tmp_path)
+    with pytest.raises(ValueError, match="0123456789abcdef"):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+
+
+def test_preflight_refuses_unknown_variables(storm_inputs, tmp_path):
+    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "data.forcing=[lsm]"]
+    with pytest.raises(ValueError, match=r"data.forcing names \['lsm'\]"):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+
+
+def test_config_errors_surface_before_any_work(storm_inputs, tmp_path):
+    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "+training.epochs=3"]
+    with pytest.raises(ConfigError, match="did you mean 'training.max_epochs'"):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
