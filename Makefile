@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 
 export MLFLOW_DISABLE_TELEMETRY := true
+# The pipeline's rules call `squall` and `snakemake` from the venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
 .PHONY: run test lint report clean venv

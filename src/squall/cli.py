@@ -81,9 +81,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _hours(text: str) -> int:
-    from squall.config.schema import parse_duration
+    from squall.data.dates import frequency_to_timedelta
 
-    return int(parse_duration(text).total_seconds() // 3600)
+    return int(frequency_to_timedelta(text).total_seconds() // 3600)
 
 
 def build_parser() -> argparse.ArgumentParser:

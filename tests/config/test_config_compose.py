@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from squall.config.compose import ConfigError, compose_config, load_config
-from squall.config.schema import parse_duration
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs/training"
@@ -62,10 +61,3 @@ def test_every_shipped_template_validates(template):
 def test_overrides_reach_the_validated_config():
     config = load_config("config", [*REQUIRED, "model.hidden_channels=32"], CONFIG_DIR)
     assert config.model.hidden_channels == 32
-
-
-def test_durations():
-    assert parse_duration("6h").total_seconds() == 21600
-    assert parse_duration("1d").total_seconds() == 86400
-    with pytest.raises(ValueError, match="is not a duration"):
-        parse_duration("six hours")

@@ -137,3 +137,9 @@ def test_config_errors_surface_before_any_work(storm_inputs, tmp_path):
     overrides = [*pipeline_overrides(storm_inputs, tmp_path), "+training.epochs=3"]
     with pytest.raises(ConfigError, match="did you mean 'training.max_epochs'"):
         validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+
+
+def test_preflight_refuses_unknown_computed_forcings(storm_inputs, tmp_path):
+    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "data.computed_forcings=[tide]"]
+    with pytest.raises(ValueError, match=r"computed_forcings names \['tide'\].*cos_local_time"):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")

@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str | int) -> dt.timedelta:
-    """'6h', '30m', '1d' -> timedelta; a bare integer means hours (anemoi's convention)."""
-    if isinstance(text, int):
-        return dt.timedelta(hours=text)
-    match = _DURATION.match(str(text))
-    if not match:
-        raise ValueError(f"'{text}' is not a duration: write a number and a unit, e.g. 6h, 30m, 1d")
-    return dt.timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
-def format_duration(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+from squall.data.dates import frequency_to_string, frequency_to_timedelta
 
 
 class Strict(BaseModel):
@@ -40,32 +20,22 @@ class DataConfig(Strict):
     forcing: list[str] = []
     diagnostic: list[str] = []
     drop: list[str] = []
-    computed_forcings: list[
-        Literal[
-            "cos_local_time",
-            "sin_local_time",
-            "cos_julian_day",
-            "sin_julian_day",
-            "cos_latitude",
-            "sin_latitude",
-            "cos_longitude",
-            "sin_longitude",
-        ]
-    ] = []
+    # made on the fly by the model; names are checked by the pre-flight against the model's list
+    computed_forcings: list[str] = []
 
     @field_validator("frequency", "timestep")
     @classmethod
     def _is_duration(cls, value: str) -> str:
-        parse_duration(value)
+        frequency_to_timedelta(value)
         return value
 
     @model_validator(mode="after")
     def _timestep_multiple_of_frequency(self) -> DataConfig:
-        step, freq = parse_duration(self.timestep), parse_duration(self.frequency)
+        step, freq = frequency_to_timedelta(self.timestep), frequency_to_timedelta(self.frequency)
         if step % freq:
             raise ValueError(
                 f"data.timestep={self.timestep} is not a multiple of data.frequency="
-                f"{self.frequency}: pick a timestep such as {format_duration(freq * 2)}"
+                f"{self.frequency}: pick a timestep such as {frequency_to_string(freq * 2)}"
             )
         overlap = set(self.forcing) & set(self.diagnostic)
         if overlap:

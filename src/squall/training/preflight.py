@@ -8,10 +8,12 @@ from typing import Any
 from squall.config.compose import load_config
 from squall.config.lineage import input_lineage
 from squall.config.resolved import write_resolved
-from squall.config.schema import SquallConfig, parse_duration
+from squall.config.schema import SquallConfig
+from squall.data.dates import frequency_to_timedelta
 from squall.data.statistics import check_statistics_period, load_statistics
 from squall.data.store import open_dataset
 from squall.graphs.io import load_graph
+from squall.models.computed_forcings import NAMES as COMPUTED_FORCINGS
 
 
 def model_variables(config: SquallConfig, dataset_variables: list[str]) -> list[str]:
@@ -28,6 +30,11 @@ def model_variables(config: SquallConfig, dataset_variables: list[str]) -> list[
                 f"data.{key} names {unknown}, which the dataset does not have; its variables "
                 f"are {dataset_variables}"
             )
+    unknown = [name for name in data.computed_forcings if name not in COMPUTED_FORCINGS]
+    if unknown:
+        raise ValueError(
+            f"data.computed_forcings names {unknown}; squall computes {list(COMPUTED_FORCINGS)}"
+        )
     return [name for name in dataset_variables if name not in data.drop]
 
 
@@ -61,7 +68,7 @@ def preflight(config: SquallConfig) -> dict[str, Any]:
     (plain dict) with lineage hashes of the inputs."""
     inputs = config.system.input
     dataset = open_dataset(inputs.dataset)
-    frequency = parse_duration(config.data.frequency)
+    frequency = frequency_to_timedelta(config.data.frequency)
     if dataset.frequency != frequency:
         raise ValueError(
             f"data.frequency={config.data.frequency} but the dataset {inputs.dataset} has a step "

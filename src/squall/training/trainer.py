@@ -14,8 +14,9 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from squall.config.lineage import check_lineage, input_lineage
 from squall.config.resolved import read_resolved
-from squall.config.schema import SquallConfig, parse_duration
+from squall.config.schema import SquallConfig
 from squall.data.datamodule import ForecastDataModule
+from squall.data.dates import frequency_to_timedelta
 from squall.data.statistics import load_statistics
 from squall.data.store import open_dataset
 from squall.graphs.io import load_graph
@@ -34,7 +35,7 @@ def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, An
         "diagnostic": list(config.data.diagnostic),
         "computed_forcings": list(config.data.computed_forcings),
         "input_steps": config.task.input_steps,
-        "timestep_seconds": int(parse_duration(config.data.timestep).total_seconds()),
+        "timestep_seconds": int(frequency_to_timedelta(config.data.timestep).total_seconds()),
         "network": config.model.model_dump(),
     }
 
@@ -76,7 +77,7 @@ def train(
         model, config.model_dump(mode="json"), statistics, area_weight=graph["data"].area_weight
     )
 
-    step = int(parse_duration(config.data.timestep) / dataset.frequency)
+    step = int(frequency_to_timedelta(config.data.timestep) / dataset.frequency)
     loader = config.dataloader
     datamodule = ForecastDataModule(
         inputs.dataset,
