@@ -138,6 +138,8 @@ class LrScheduleConfig(Strict):
 
 class TrainingConfig(Strict):
     seed: int = 42
+    # Deterministic kernels where torch has them; ops without one (scatter-adds on CUDA) warn.
+    deterministic: bool = True
     max_epochs: int = Field(40, ge=1)
     limit_train_batches: int | None = Field(None, ge=1)
     limit_val_batches: int | None = Field(None, ge=1)

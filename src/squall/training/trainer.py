@@ -136,7 +136,7 @@ def train(
         plugins=[AtomicCheckpointIO()],
         default_root_dir=root,
         enable_progress_bar=False,
-        deterministic=True,
+        deterministic="warn" if config.training.deterministic else False,
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     summary = {
