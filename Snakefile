@@ -19,6 +19,7 @@ include: "workflow/rules/statistics.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 
 

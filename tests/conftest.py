@@ -22,7 +22,7 @@ def storm_inputs(tmp_path_factory) -> dict[str, Path]:
     # Recipe source paths are relative to the repository root.
     dataset = create_dataset(REPO / "configs/datasets/storm.yaml", root / "storm.zarr", REPO)
     graph = create_graph_for_dataset(
-        dataset, root / "graph.pt", REPO / "configs/graphs/regional.yaml"
+        REPO / "configs/training/graph/limited_area.yaml", dataset, root / "graph.pt"
     )
     statistics = create_statistics_file(dataset, root / "statistics.json", *TRAIN)
     return {

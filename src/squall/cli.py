@@ -24,16 +24,26 @@ def _dataset_statistics(args: argparse.Namespace) -> None:
 def _graph_create(args: argparse.Namespace) -> None:
     from squall.graphs.from_dataset import create_graph_for_dataset
 
-    create_graph_for_dataset(args.dataset, args.out, args.recipe)
+    create_graph_for_dataset(args.config, args.dataset, args.out)
     print(f"wrote {args.out}")
 
 
 def _graph_inspect(args: argparse.Namespace) -> None:
-    from squall.graphs.io import graph_summary, load_graph
+    from squall.graphs.inspect import inspect_graph
+    from squall.graphs.io import load_graph
 
     graph, info = load_graph(args.graph)
-    print(graph_summary(graph))
+    print(inspect_graph(graph, bins=args.bins))
     print(f"coordinates hash: {info.get('coordinates_hash')}; config: {info.get('config')}")
+
+
+def _graph_plot(args: argparse.Namespace) -> None:
+    from squall.graphs.io import load_graph
+    from squall.graphs.plot import plot_graph
+
+    graph, _ = load_graph(args.graph)
+    out = args.out or os.path.splitext(args.graph)[0] + ".png"
+    print(f"wrote {plot_graph(graph, out, max_edges=args.max_edges)}")
 
 
 def _config_validate(args: argparse.Namespace) -> None:
@@ -51,33 +61,54 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from squall.export.artifact import summary
+    from squall.export.artifact import summary, zip_artifact
     from squall.export.from_checkpoint import export_checkpoint
 
     if args.checkpoint == "inspect":
         print(summary(args.out))
         return
     export_checkpoint(args.checkpoint, args.out, args.graph, args.allow_lineage_mismatch)
+    if args.zip:
+        print(f"wrote {zip_artifact(args.out)}")
     print(summary(args.out))
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    from squall.evaluation.evaluate import evaluate
+def _predict(args: argparse.Namespace) -> None:
+    from squall.evaluation.predict import predict_to_zarr
 
-    scores = evaluate(
+    out = predict_to_zarr(
         args.model,
         args.dataset,
         args.start,
         args.end,
         _hours(args.lead_time),
+        args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(f"wrote {out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from squall.evaluation.evaluate import evaluate_to_dir
+
+    baselines = dict(_name_and_path(text) for text in args.baseline or [])
+    table = evaluate_to_dir(
+        args.forecasts,
+        args.truth,
         (args.climatology_start, args.climatology_end),
         args.out,
+        baselines,
     )
-    print(
-        scores.pivot_table(
-            index=["variable", "lead_time_hours"], columns="forecast", values="rmse"
-        ).to_string()
-    )
+    print("RMSE by variable and lead time (h):")
+    print(table.to_string())
+
+
+def _name_and_path(text: str) -> tuple[str, str]:
+    name, separator, path = text.partition("=")
+    if not separator or not name or not path:
+        raise ValueError(f"--baseline takes NAME=PATH (a forecasts zarr), got {text!r}")
+    return name, path
 
 
 def _hours(text: str) -> int:
@@ -113,14 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
     graph = groups.add_parser("graph", help="build and inspect graphs").add_subparsers(
         dest="verb", required=True
     )
-    gcreate = graph.add_parser("create", help="dataset grid + graph recipe -> graph.pt")
-    gcreate.add_argument("dataset")
-    gcreate.add_argument("out")
-    gcreate.add_argument("--recipe", help="graph recipe YAML (configs/graphs/...)")
+    gcreate = graph.add_parser("create", help="graph recipe + dataset grid -> graph.pt")
+    gcreate.add_argument("config", help="graph recipe YAML (configs/training/graph/...)")
+    gcreate.add_argument(
+        "--dataset", required=True, help="dataset (.zarr), .npz of coordinates, or grid (o96)"
+    )
+    gcreate.add_argument("out", help="graph file to write (.pt)")
     gcreate.set_defaults(run=_graph_create)
-    ginspect = graph.add_parser("inspect", help="print node and edge counts")
+    ginspect = graph.add_parser("inspect", help="counts, degrees, unconnected nodes, lengths")
     ginspect.add_argument("graph")
+    ginspect.add_argument("--bins", type=int, default=10, help="edge-length histogram bins")
     ginspect.set_defaults(run=_graph_inspect)
+    gplot = graph.add_parser("plot", help="PNG of each edge set's nodes and edges on a map")
+    gplot.add_argument("graph")
+    gplot.add_argument("--out", help="PNG to write (default: the graph file's name, .png)")
+    gplot.add_argument("--max-edges", type=int, default=20000, help="edges drawn per panel")
+    gplot.set_defaults(run=_graph_plot)
 
     config = groups.add_parser("config", help="training configs").add_subparsers(
         dest="verb", required=True
@@ -145,17 +184,31 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", help="model directory to write (or to inspect)")
     export.add_argument("--graph", help="the training graph, if it moved")
     export.add_argument("--allow-lineage-mismatch", action="store_true")
+    export.add_argument("--zip", action="store_true", help="also write OUT.zip (one file)")
     export.set_defaults(run=_export)
 
-    evaluate = groups.add_parser("evaluate", help="score a model against persistence/climatology")
-    evaluate.add_argument("model")
-    evaluate.add_argument("--dataset", required=True)
-    evaluate.add_argument("--start", required=True)
-    evaluate.add_argument("--end", required=True)
-    evaluate.add_argument("--lead-time", default="24h")
-    evaluate.add_argument("--climatology-start", required=True)
-    evaluate.add_argument("--climatology-end", required=True)
-    evaluate.add_argument("--out", required=True)
+    predict = groups.add_parser("predict", help="forecasts from an exported model to zarr")
+    predict.add_argument("model", help="model directory or zip (squall export)")
+    predict.add_argument("--dataset", required=True)
+    predict.add_argument("--start", required=True, help="first initial time")
+    predict.add_argument("--end", required=True, help="last initial time")
+    predict.add_argument("--lead-time", default="24h")
+    predict.add_argument("--out", required=True, help="forecasts zarr to write")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    predict.set_defaults(run=_predict)
+
+    evaluate = groups.add_parser("evaluate", help="score forecasts against the truth")
+    evaluate.add_argument("forecasts", help="forecasts zarr (squall predict)")
+    evaluate.add_argument("--truth", required=True, help="dataset holding the verifying data")
+    evaluate.add_argument("--climatology-start", required=True, help="training split start")
+    evaluate.add_argument("--climatology-end", required=True, help="training split end")
+    evaluate.add_argument(
+        "--baseline",
+        action="append",
+        help="another forecast to score alike: NAME=PATH (repeatable)",
+    )
+    evaluate.add_argument("--out", required=True, help="directory for scores and plots")
     evaluate.set_defaults(run=_evaluate)
     return parser
 

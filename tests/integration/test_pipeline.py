@@ -90,7 +90,7 @@ def test_pipeline_produces_every_stage_output(pipeline):
 def test_report_contains_scores_and_plots(pipeline):
     _snakemake(pipeline, "--report", "results/report.html")
     report = (pipeline / "results/report.html").read_text(errors="ignore")
-    for name in ("scores.csv", "rmse_by_lead.png", "forecast_map.png"):
+    for name in ("scores.csv", "rmse_by_lead.png", "scorecard.png", "spectra.png"):
         assert name in report
 
 
@@ -101,7 +101,7 @@ def test_editing_a_training_setting_reruns_only_the_stages_it_affects(pipeline):
     finally:
         _set_overrides(pipeline, [])
     # The config stage (seconds) reruns because the resolved config changes; nothing upstream.
-    assert planned == {"validate_config", "train", "export", "evaluate", "all"}
+    assert planned == {"validate_config", "train", "export", "predict", "evaluate", "all"}
 
 
 def test_one_stage_reruns_alone(pipeline):

@@ -15,7 +15,8 @@ from squall.config.compose import ConfigError
 from squall.config.resolved import read_resolved
 from squall.data.statistics import create_statistics_file
 from squall.evaluation.evaluate import evaluate
-from squall.export.artifact import load_artifact
+from squall.evaluation.predict import predict, predict_to_zarr
+from squall.export.artifact import load_artifact, zip_artifact
 from squall.export.from_checkpoint import export_checkpoint
 from squall.training.preflight import validate_to_file
 from squall.training.trainer import train_from_file
@@ -67,26 +68,55 @@ def test_export_is_pickle_free_and_reproduces_the_checkpoint(trained, tmp_path, 
     assert out.shape == (1, 2, 1, 726, 6) and torch.isfinite(out).all()
 
 
-def test_evaluate_scores_model_and_baselines(trained, tmp_path):
+def test_predict_and_evaluate_score_model_and_baselines(trained, tmp_path):
     artifact = export_checkpoint(trained["best"], tmp_path / "model.squall", trained["graph"])
-    scores = evaluate(artifact, trained["dataset"], *TEST, 24, TRAIN, tmp_path / "evaluation")
-    assert set(scores["forecast"]) == {"model", "persistence", "climatology"}
-    assert sorted(scores["lead_time_hours"].unique()) == [6, 12, 18, 24]
-    assert len(scores) == 3 * 6 * 4 and np.isfinite(scores["rmse"]).all()
-    scored = scores.groupby("lead_time_hours")["forecasts_scored"].max()
-    assert scored.to_dict() == {6: 7, 12: 6, 18: 5, 24: 4}
-    on_disk = pd.read_csv(tmp_path / "evaluation" / "scores.csv")
-    assert len(on_disk) == len(scores)
-    forecasts = xr.open_zarr(tmp_path / "evaluation" / "forecasts.zarr")
+    forecasts_path = predict_to_zarr(
+        artifact, trained["dataset"], *TEST, 24, tmp_path / "forecasts.zarr", progress=False
+    )
+    forecasts = xr.open_zarr(forecasts_path)
     assert forecasts.forecast.dims == ("init_time", "lead_time", "member", "point", "variable")
     # Every date of the test split starts a forecast (its inputs are present); leads past the
     # end of the data have no truth and are left out of the scores.
     assert forecasts.sizes["init_time"] == 8
-    for plot in ("rmse_by_lead.png", "forecast_map.png"):
-        assert (tmp_path / "evaluation" / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
-    # Persistence at +6 h is the 6 h change: its RMSE must match the data's own tendencies.
-    persistence = scores[(scores.forecast == "persistence") & (scores.lead_time_hours == 6)]
-    assert (persistence["rmse"] > 0).all()
+    assert forecasts.attrs["units"]["msl"] == "Pa"
+
+    scores = evaluate(
+        forecasts_path,
+        trained["dataset"],
+        TRAIN,
+        tmp_path / "evaluation",
+        baselines={"same_model": forecasts_path},
+    )
+    assert set(scores["forecast"]) == {"model", "persistence", "climatology", "same_model"}
+    assert set(scores["metric"]) == {"rmse", "bias", "mae", "acc"}
+    rmse = scores[scores.metric == "rmse"]
+    assert sorted(rmse["lead_time_hours"].unique()) == [6, 12, 18, 24]
+    assert len(rmse) == 4 * 6 * 4 and np.isfinite(rmse["value"]).all()
+    scored = rmse.groupby("lead_time_hours")["forecasts_scored"].max()
+    assert scored.to_dict() == {6: 7, 12: 6, 18: 5, 24: 4}
+    # A baseline given as a forecast zarr is scored exactly like the model.
+    pivot = rmse.pivot_table(
+        index=["variable", "lead_time_hours"], columns="forecast", values="value"
+    )
+    np.testing.assert_allclose(pivot["same_model"], pivot["model"])
+    assert rmse.loc[rmse.variable == "u_500", "level"].eq(500).all()
+
+    on_disk = pd.read_csv(tmp_path / "evaluation" / "scores.csv")
+    assert len(on_disk) == len(scores)
+    nested = json.loads((tmp_path / "evaluation" / "scores.json").read_text())
+    assert nested["model"]["msl"]["rmse"]["6"] == pytest.approx(
+        float(pivot.loc[("msl", 6), "model"])
+    )
+    for plot in ("rmse_by_lead", "acc_by_lead", "scorecard", "forecast_map", "spectra"):
+        assert (tmp_path / "evaluation" / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_zipped_model_predicts_the_same(trained, tmp_path):
+    artifact = export_checkpoint(trained["best"], tmp_path / "model.squall", trained["graph"])
+    zipped = zip_artifact(artifact)
+    from_dir = predict(artifact, trained["dataset"], *TEST, 12, progress=False)
+    from_zip = predict(zipped, trained["dataset"], *TEST, 12, progress=False)
+    np.testing.assert_array_equal(from_dir.forecast.values, from_zip.forecast.values)
 
 
 def test_training_refuses_inputs_changed_since_validation(trained, tmp_path):

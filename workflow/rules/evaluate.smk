@@ -1,35 +1,42 @@
+EVALUATION_PLOTS = {
+    "rmse_by_lead": "RMSE against lead time for the model and the baselines.",
+    "acc_by_lead": "Anomaly correlation (against the training-split climatology).",
+    "scorecard": "Scorecard: % RMSE improvement of the model over each baseline.",
+    "forecast_map": "One forecast at the longest lead: forecast, truth and error.",
+    "spectra": "Zonal power spectra at the longest lead: does the model keep small scales?",
+}
+
+
 rule evaluate:
-    """Forecasts over the test split from the exported model; RMSE vs persistence/climatology."""
+    """Scores of the forecasts, persistence and climatology against the truth; plots."""
     input:
-        model="results/{experiment}/model.squall",
+        forecasts="results/{experiment}/forecasts.zarr",
         dataset=dataset_path,
     output:
-        forecasts=directory("results/{experiment}/evaluation/forecasts.zarr"),
         scores=report(
             "results/{experiment}/evaluation/scores.csv",
             caption="../report/scores.rst",
             category="{experiment}",
+            subcategory="scores",
         ),
-        rmse=report(
-            "results/{experiment}/evaluation/plots/rmse_by_lead.png",
-            caption="../report/rmse_by_lead.rst",
-            category="{experiment}",
-        ),
-        map=report(
-            "results/{experiment}/evaluation/plots/forecast_map.png",
-            caption="../report/forecast_map.rst",
-            category="{experiment}",
-        ),
+        scores_json="results/{experiment}/evaluation/scores.json",
+        plots=[
+            report(
+                f"results/{{experiment}}/evaluation/plots/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="{experiment}",
+                subcategory="plots",
+            )
+            for name in EVALUATION_PLOTS
+        ],
     params:
-        test=lambda w: split(w, "test"),
         climatology=lambda w: split(w, "training"),
-        lead_time=lambda w: experiment(w)["evaluation"]["lead_time"],
     log:
         "results/logs/{experiment}/evaluate.log",
     benchmark:
         "results/benchmarks/{experiment}/evaluate.tsv"
     shell:
-        "squall evaluate {input.model} --dataset {input.dataset}"
-        " --start {params.test[start]} --end {params.test[end]} --lead-time {params.lead_time}"
-        " --climatology-start {params.climatology[start]} --climatology-end {params.climatology[end]}"
+        "squall evaluate {input.forecasts} --truth {input.dataset}"
+        " --climatology-start {params.climatology[start]}"
+        " --climatology-end {params.climatology[end]}"
         " --out results/{wildcards.experiment}/evaluation > {log} 2>&1"

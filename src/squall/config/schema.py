@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -87,13 +87,89 @@ class DiagnosticsConfig(Strict):
     mlflow: MlflowConfig = MlflowConfig()
 
 
+class LayerKernelsConfig(Strict):
+    """Each role is a `{_target_: class, **kwargs}` dict; the allowlist (torch.nn.*,
+    squall.models.*) is checked when the model is built."""
+
+    norm: dict[str, Any] | None = None
+    linear: dict[str, Any] | None = None
+    activation: dict[str, Any] | None = None
+    mlp: dict[str, Any] | None = None
+
+    @field_validator("norm", "linear", "activation", "mlp")
+    @classmethod
+    def _has_target(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not isinstance(value.get("_target_"), str):
+            raise ValueError(f"a layer kernel needs a _target_ naming a class, got {value}")
+        return value
+
+
+class GradientCheckpointingConfig(Strict):
+    encoder: bool = False
+    processor: bool = False
+    decoder: bool = False
+
+
+class RemapperEntry(Strict):
+    method: Literal["log1p", "sqrt", "boxcox", "arcsinh"]
+    variables: list[str]
+    lmbda: float = 0.0  # boxcox only
+
+
+class ImputerEntry(Strict):
+    method: Literal["mean", "minimum", "maximum", "constant", "variable"]
+    variables: list[str]
+    value: float | None = None  # constant
+    source: str | None = None  # variable
+
+
+class PreprocessingConfig(Strict):
+    # {"default": "mean-std", "min-max": [tp], "none": [...]}; methods: mean-std std min-max max
+    # none
+    normaliser: dict[str, str | list[str]] = {"default": "mean-std"}
+    remapper: list[RemapperEntry] = []
+    imputer: list[ImputerEntry] = []
+
+
+class BoundingEntry(Strict):
+    kind: Literal["relu"] = "relu"
+    variables: list[str]
+
+
 class ModelConfig(Strict):
+    processor: Literal["gnn", "graphtransformer", "transformer"] = "gnn"
+    mapper: Literal["gnn", "graphtransformer"] = "gnn"
     hidden_channels: int = Field(64, ge=1)
     processor_layers: int = Field(4, ge=0)
-    mlp_hidden_layers: int = Field(1, ge=0)
+    mlp_hidden_layers: int = Field(1, ge=1)
     activation: str = "SiLU"
+    num_heads: int = Field(4, ge=1)  # graph transformer and transformer
+    window_size: int = Field(64, ge=2)  # transformer: nodes within window_size // 2 either side
+    num_chunks: int = Field(1, ge=1)  # mappers process their targets in this many groups
     trainable_node_channels: int = Field(8, ge=0)
-    gradient_checkpointing: bool = False
+    trainable_edge_channels: int = Field(0, ge=0)
+    noise_channels: int = Field(0, ge=0)  # > 0: ensemble variant (noise in conditional norms)
+    layer_kernels: LayerKernelsConfig = LayerKernelsConfig()
+    gradient_checkpointing: GradientCheckpointingConfig = GradientCheckpointingConfig()
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    bounding: list[BoundingEntry] = []
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _all_or_per_component(cls, value: object) -> object:
+        if isinstance(value, bool):  # true: checkpoint encoder, processor and decoder
+            return {"encoder": value, "processor": value, "decoder": value}
+        return value
+
+    @model_validator(mode="after")
+    def _heads_divide_channels(self) -> ModelConfig:
+        attention = self.processor != "gnn" or self.mapper != "gnn"
+        if attention and self.hidden_channels % self.num_heads:
+            raise ValueError(
+                f"model.hidden_channels={self.hidden_channels} is not divisible by "
+                f"model.num_heads={self.num_heads}; pick a head count that divides it"
+            )
+        return self
 
 
 class HardwareConfig(Strict):

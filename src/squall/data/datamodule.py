@@ -1,20 +1,38 @@
-"""Samples for training and validation, read lazily from an anemoi-layout store."""
+"""Samples for training and validation, read lazily from an anemoi-layout store.
+
+A sample reads only its own dates (one chunk each in squall's stores) and, for model-parallel
+runs, only this rank's contiguous shard of grid points. The training loader is resumable: a
+checkpoint taken mid-epoch records how many samples this rank consumed, and the resumed run
+starts at the next unseen one, in the same shuffled order.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from squall.data.sampling import sample_offsets, valid_sample_indices
+from squall.data.sampling import EpochSampler, sample_offsets, valid_anchors
 from squall.data.store import open_dataset
+
+
+def grid_shard(num_points: int, shard: int, shards: int) -> slice:
+    """The contiguous points of shard `shard` of `shards` (sizes differ by at most one)."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"grid shard {shard} is outside 0..{shards - 1}")
+    bounds = np.linspace(0, num_points, shards + 1).round().astype(int)
+    return slice(int(bounds[shard]), int(bounds[shard + 1]))
 
 
 class ForecastSamples(Dataset):
     """Each item: `data` (time, ensemble, grid, variable) float32 and `time` (time,) epoch seconds.
 
-    Times are the k inputs followed by the r targets. Variables are taken in `variables` order.
+    Times are the dates at `offsets` from each valid anchor (for a forecaster: k inputs then r
+    targets). Variables are taken in `variables` order; `points` limits the grid to a shard.
     """
 
     def __init__(
@@ -26,6 +44,8 @@ class ForecastSamples(Dataset):
         input_steps: int,
         rollout: int,
         step: int,
+        points: slice | None = None,
+        offsets: list[int] | None = None,
     ) -> None:
         self.store = open_dataset(dataset_path, start=start, end=end)
         unknown = [name for name in variables if name not in self.store.name_to_index]
@@ -35,16 +55,18 @@ class ForecastSamples(Dataset):
                 f"{self.store.variables}); fix data.forcing/diagnostic/drop in the config"
             )
         self.columns = [self.store.name_to_index[name] for name in variables]
-        self.offsets = sample_offsets(input_steps, rollout, step)
-        self.indices = valid_sample_indices(
-            len(self.store), set(self.store.missing), input_steps, rollout, step
+        if self.columns == list(range(len(self.store.variables))):
+            self.columns = None  # all of them, in store order: no copy needed
+        self.points = points
+        self.offsets = (
+            np.asarray(offsets) if offsets is not None else sample_offsets(input_steps, rollout, step)
         )
+        self.indices = valid_anchors(len(self.store), set(self.store.missing), self.offsets)
         if len(self.indices) == 0:
             raise ValueError(
                 f"no complete sample in {start}..{end} of {dataset_path}: the window holds "
                 f"{len(self.store)} dates ({len(self.store.missing)} missing) but a sample needs "
-                f"{len(self.offsets)} consecutive present dates {step} step(s) apart; widen the "
-                "window"
+                f"the dates at offsets {self.offsets.tolist()} all present; widen the window"
             )
         self.epoch_seconds = self.store.dates.astype("datetime64[s]").astype(np.int64)
 
@@ -53,11 +75,45 @@ class ForecastSamples(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         dates = self.indices[item] + self.offsets
-        fields = np.stack([self.store[int(d)][self.columns] for d in dates])  # (T, V, E, G)
+        fields = self.store.read(dates, points=self.points)  # (T, V, E, G): only these dates
+        if self.columns is not None:
+            fields = fields[:, self.columns]
         return {
             "data": torch.from_numpy(np.ascontiguousarray(fields.transpose(0, 2, 3, 1))),
             "time": torch.from_numpy(self.epoch_seconds[dates]),
         }
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over an EpochSampler whose position survives a checkpoint.
+
+    Lightning saves `state_dict()` with the checkpoint and calls `load_state_dict()` before the
+    resumed epoch. `progress` (set by the datamodule) returns (epoch, batches processed) from the
+    trainer, which counts what the model consumed rather than what workers prefetched.
+    """
+
+    sampler: EpochSampler
+
+    def __init__(self, *args, progress: Callable[[], tuple[int, int]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+        self._batches_yielded = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self._batches_yielded = 0
+        for batch in super().__iter__():
+            self._batches_yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        batch = self.batch_size or 1
+        if self.progress is not None:  # batches the model processed, counted from epoch start
+            epoch, batches = self.progress()
+            return self.sampler.state_dict(batches * batch, epoch)
+        return self.sampler.state_dict(self.sampler.started_at + self._batches_yielded * batch)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 class ForecastDataModule(pl.LightningDataModule):
@@ -72,29 +128,47 @@ class ForecastDataModule(pl.LightningDataModule):
         batch_size: dict[str, int],
         num_workers: dict[str, int],
         seed: int,
+        grid_shards: tuple[int, int] | None = None,
     ) -> None:
+        """`grid_shards` = (this rank's shard, number of shards) reads only that part of the
+        grid (model sharding); None reads all points."""
         super().__init__()
+        points = None
+        if grid_shards is not None:
+            size = len(open_dataset(dataset_path).latitudes)
+            points = grid_shard(size, *grid_shards)
         self.samples = {
-            stage: ForecastSamples(dataset_path, start, end, variables, input_steps, rollout, step)
+            stage: ForecastSamples(
+                dataset_path, start, end, variables, input_steps, rollout, step, points
+            )
             for stage, (start, end) in windows.items()
         }
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
 
-    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
+    def _loader(self, stage: str, shuffle: bool) -> ResumableDataLoader:
+        trainer = self._trainer if hasattr(self, "_trainer") else None
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        sampler = EpochSampler(
+            len(self.samples[stage]), seed=self.seed, shuffle=shuffle, rank=rank, world_size=world
+        )
+        workers = self.num_workers[stage]
+        return ResumableDataLoader(
             self.samples[stage],
             batch_size=self.batch_size[stage],
-            shuffle=shuffle,
-            num_workers=self.num_workers[stage],
-            generator=generator,
-            persistent_workers=self.num_workers[stage] > 0,
+            sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            progress=self._training_progress if stage == "training" and trainer else None,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def _training_progress(self) -> tuple[int, int]:
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
+
+    def train_dataloader(self) -> ResumableDataLoader:
         return self._loader("training", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> ResumableDataLoader:
         return self._loader("validation", shuffle=False)

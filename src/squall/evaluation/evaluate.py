@@ -1,23 +1,22 @@
-"""Evaluate an exported model on a test period against persistence and climatology."""
+"""Score forecasts (a zarr from `squall predict`) against the truth, with baselines, and plot."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from squall.data.store import Dataset, open_dataset
+from squall.evaluation import plots
+from squall.evaluation.area import area_weights, is_regular_latlon
 from squall.evaluation.baselines import climatology_forecast, fit_climatology, persistence
-from squall.evaluation.metrics import latitude_weights, weighted_rmse
-from squall.evaluation.plots import plot_forecast_map, plot_rmse_by_lead
-from squall.evaluation.predict import predict, write_zarr_atomically
-from squall.export.artifact import read_metadata
+from squall.evaluation.scores import score_table, write_scores
 
 
 def _fields(store: Dataset, indices: np.ndarray, columns: list[int]) -> np.ndarray:
-    """(n, point, variable) of member 0 at date indices; NaN beyond the store's end."""
+    """(n, point, variable) of member 0 at date indices; NaN outside the store."""
     out = np.full((len(indices), len(store.latitudes), len(columns)), np.nan, dtype=np.float32)
     inside = (indices >= 0) & (indices < len(store))
     if inside.any():
@@ -26,84 +25,125 @@ def _fields(store: Dataset, indices: np.ndarray, columns: list[int]) -> np.ndarr
     return out
 
 
+def _date_indices(store: Dataset, dates: np.ndarray) -> np.ndarray:
+    """Index of each date in the store; -1 where the store does not have it."""
+    dates = dates.astype("datetime64[s]")
+    found = np.clip(np.searchsorted(store.dates, dates), 0, len(store) - 1)
+    return np.where(store.dates[found] == dates, found, -1)
+
+
+def _baseline_forecast(path: str | Path, reference: xr.Dataset) -> np.ndarray:
+    """Another forecast zarr on the same grid, aligned on the reference's init and lead times."""
+    other = xr.open_zarr(path)
+    if other.attrs.get("coordinates_hash") != reference.attrs.get("coordinates_hash"):
+        raise ValueError(f"the baseline {path} is on another grid than the forecasts")
+    aligned = other.forecast.reindex(
+        init_time=reference.init_time,
+        lead_time=reference.lead_time,
+        variable=reference.variable,
+    )
+    return aligned.transpose("init_time", "lead_time", "member", "point", "variable").values
+
+
 def evaluate(
-    artifact: str | Path,
-    dataset_path: str | Path,
-    start: str,
-    end: str,
-    lead_time_hours: int,
+    forecasts_path: str | Path,
+    truth_path: str | Path,
     climatology_window: tuple[str, str],
     out_dir: str | Path,
+    baselines: dict[str, str | Path] | None = None,
 ) -> pd.DataFrame:
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    store = open_dataset(dataset_path)
-    step_hours = read_metadata(artifact)["timestep_seconds"] // 3600
-    if lead_time_hours % step_hours:
+    forecasts = xr.open_zarr(forecasts_path)
+    store = open_dataset(truth_path)
+    if forecasts.attrs.get("coordinates_hash") not in (None, store.coordinates_hash):
         raise ValueError(
-            f"lead time {lead_time_hours} h is not a multiple of the model step ({step_hours} h)"
+            f"{forecasts_path} is on the grid {forecasts.attrs['coordinates_hash']} but the "
+            f"truth {truth_path} has the grid {store.coordinates_hash}"
         )
-    lead_steps = lead_time_hours // step_hours
-    forecasts = predict(artifact, dataset_path, start, end, lead_steps=lead_steps)
-    write_zarr_atomically(forecasts, out_dir / "forecasts.zarr")
-
     variables = [str(v) for v in forecasts.variable.values]
+    absent = [v for v in variables if v not in store.name_to_index]
+    if absent:
+        raise ValueError(f"the truth {truth_path} has no {absent}")
     columns = [store.name_to_index[v] for v in variables]
-    step = int(step_hours * 3600 // store.frequency.total_seconds())
-    init_index = np.searchsorted(store.dates, forecasts.init_time.values)
-    valid_index = init_index[:, None] + step * np.arange(1, lead_steps + 1)[None, :]
-    truth = _fields(store, valid_index.ravel(), columns).reshape(
-        *valid_index.shape, len(store.latitudes), len(variables)
+    inits = forecasts.init_time.values
+    leads = forecasts.lead_time.values
+    lead_hours = [int(lead / np.timedelta64(1, "h")) for lead in leads]
+    valid_dates = inits[:, None] + leads[None, :]
+    valid_index = _date_indices(store, valid_dates.ravel())
+    truth = _fields(store, valid_index, columns).reshape(
+        len(inits), len(leads), len(store.latitudes), len(variables)
     )
-    model = forecasts.forecast.values.mean(axis=2)  # ensemble mean (I, L, G, V)
-    initial = _fields(store, init_index, columns)
-    training = open_dataset(dataset_path, *climatology_window)
-    train_first = int(np.searchsorted(store.dates, training.dates[0]))
-    climatology = fit_climatology(
-        _fields(store, np.arange(train_first, train_first + len(training)), columns),
-        training.dates,
+    initial = _fields(store, _date_indices(store, inits), columns)
+    training = open_dataset(truth_path, *climatology_window)
+    first = int(np.searchsorted(store.dates, training.dates[0]))
+    climatology = climatology_forecast(
+        fit_climatology(
+            _fields(store, np.arange(first, first + len(training)), columns), training.dates
+        ),
+        valid_dates,
     )
-    valid_dates = store.dates[np.clip(valid_index, 0, len(store) - 1)]
     candidates = {
-        "model": model,
-        "persistence": persistence(initial, lead_steps),
-        "climatology": climatology_forecast(climatology, valid_dates),
+        "model": forecasts.forecast.transpose(
+            "init_time", "lead_time", "member", "point", "variable"
+        ).values,
+        "persistence": persistence(initial, len(leads))[:, :, None],
+        "climatology": climatology[:, :, None],
     }
-    weights = latitude_weights(store.latitudes)
-    units = {
-        v: store.metadata.get("variables_metadata", {}).get(v, {}).get("units", "")
-        for v in variables
-    }
-    rows = []
-    present = (~np.isnan(truth)).any(axis=2).sum(axis=0)  # (L, V) forecasts with truth
-    for name, values in candidates.items():
-        rmse = weighted_rmse(values, truth, weights)
-        for lead in range(lead_steps):
-            for v, variable in enumerate(variables):
-                rows.append(
-                    {
-                        "forecast": name,
-                        "variable": variable,
-                        "units": units[variable],
-                        "lead_time_hours": (lead + 1) * step_hours,
-                        "rmse": float(rmse[lead, v]),
-                        "forecasts_scored": int(present[lead, v]),
-                    }
-                )
-    scores = pd.DataFrame(rows)
-    temporary = out_dir / f"scores.csv.tmp-{os.getpid()}"
-    scores.to_csv(temporary, index=False)
-    os.replace(temporary, out_dir / "scores.csv")
+    for name, path in (baselines or {}).items():
+        candidates[name] = _baseline_forecast(path, forecasts)
 
-    plot_rmse_by_lead(scores, out_dir / "plots" / "rmse_by_lead.png")
-    variable = variables[0]
-    plot_forecast_map(
-        model[0, -1, :, 0],
+    graph_weights = forecasts.area_weight.values if "area_weight" in forecasts.coords else None
+    weights, weighting = area_weights(
+        store.latitudes, store.longitudes, store.field_shape, graph_weights
+    )
+    units = forecasts.attrs.get("units", {})
+    scores = score_table(candidates, truth, climatology, weights, variables, units, lead_hours)
+    scores.attrs["area_weights"] = weighting
+    write_scores(scores, out_dir)
+
+    figures = out_dir / "plots"
+    plots.plot_metric_by_lead(scores, "rmse", figures / "rmse_by_lead.png")
+    plots.plot_metric_by_lead(scores, "acc", figures / "acc_by_lead.png")
+    plots.plot_scorecard(scores, [n for n in candidates if n != "model"], figures / "scorecard.png")
+    field_shape = tuple(store.field_shape)
+    model_mean = np.nanmean(candidates["model"], axis=2)
+    plots.plot_forecast_map(
+        model_mean[0, -1, :, 0],
         truth[0, -1, :, 0],
         store.latitudes,
         store.longitudes,
-        tuple(store.field_shape),
-        f"{variable}, init {str(forecasts.init_time.values[0])[:16]}, +{lead_time_hours} h",
-        out_dir / "plots" / "forecast_map.png",
+        field_shape,
+        f"{variables[0]} ({units.get(variables[0], '')}), init "
+        f"{str(inits[0])[:16]}, +{lead_hours[-1]} h",
+        figures / "forecast_map.png",
     )
+    if is_regular_latlon(store.latitudes, store.longitudes, field_shape):
+        plots.plot_spectra(
+            {
+                "truth": truth,
+                "model": model_mean,
+                "persistence": candidates["persistence"][:, :, 0],
+            },
+            store.latitudes,
+            store.longitudes,
+            field_shape,
+            variables,
+            units,
+            lead_hours,
+            figures / "spectra.png",
+        )
+    if candidates["model"].shape[2] > 1:
+        plots.plot_rank_histograms(
+            candidates["model"], truth, variables, lead_hours, figures / "rank_histograms.png"
+        )
     return scores
+
+
+def evaluate_to_dir(forecasts_path, truth_path, climatology_window, out_dir, baselines=None):
+    """`squall evaluate`: the scores table (pivoted for printing)."""
+    scores = evaluate(forecasts_path, truth_path, climatology_window, out_dir, baselines)
+    rmse = scores[scores.metric == "rmse"]
+    return rmse.pivot_table(
+        index=["variable", "lead_time_hours"], columns="forecast", values="value", sort=False
+    )

@@ -1,4 +1,9 @@
-"""Forecasts from an exported model over a period: every initial time, rolled out to a lead time."""
+"""Forecasts from an exported model over a period: every initial time, rolled out to a lead time.
+
+Output: an xarray Dataset with `forecast` (init_time, lead_time, member, point, variable) in
+physical units, coordinates (latitude, longitude, area_weight per point) and attributes, written
+to zarr so that `xr.open_zarr` opens it directly.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +14,39 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
+from tqdm import tqdm
 
 from squall.data.store import Dataset, open_dataset
-from squall.export.artifact import load_artifact
+from squall.export.artifact import load_artifact, read_graph
 
 
-def initial_times(store: Dataset, start: str, end: str, input_steps: int, step: int) -> list[int]:
-    """Indices in `store` of initial times in start..end whose input states are all present."""
+def forecastable_inits(
+    store: Dataset, start: str, end: str, input_steps: int, step: int, forcing_steps: int
+) -> list[int]:
+    """Indices in `store` of initial times in start..end whose inputs are present, and, for a
+    model that reads forcing variables, whose next `forcing_steps` steps are present too."""
     window = open_dataset(store.path, start=start, end=end)
     first = int(np.searchsorted(store.dates, window.dates[0]))
+    needed = np.concatenate([-np.arange(input_steps)[::-1], np.arange(1, forcing_steps + 1)])
     indices = []
     for index in range(first, first + len(window)):
-        inputs = index - np.arange(input_steps)[::-1] * step
-        if inputs[0] >= 0 and not store.missing.intersection(inputs.tolist()):
+        dates = index + needed * step
+        if (
+            dates[0] >= 0
+            and dates[-1] < len(store)
+            and not store.missing.intersection(dates.tolist())
+        ):
             indices.append(index)
     return indices
+
+
+def _check_grid(store: Dataset, metadata: dict, dataset_path) -> None:
+    expected = metadata["graph"].get("coordinates_hash")
+    if expected and expected != store.coordinates_hash:
+        raise ValueError(
+            f"the model was trained on the grid {expected} but {dataset_path} has the grid "
+            f"{store.coordinates_hash}: predict on a dataset of the model's grid"
+        )
 
 
 def predict(
@@ -31,57 +54,81 @@ def predict(
     dataset_path: str | Path,
     start: str,
     end: str,
-    lead_steps: int,
+    lead_time_hours: int,
     batch_size: int = 8,
     device: str | None = None,
+    progress: bool = True,
 ) -> xr.Dataset:
-    """Roll the model out `lead_steps` steps from every initial time in start..end.
-
-    Returns an xarray Dataset with `forecast` (init_time, lead_time, member, point, variable).
-    """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, metadata = load_artifact(artifact, device=device)
     store = open_dataset(dataset_path)
+    _check_grid(store, metadata, dataset_path)
     variables = metadata["variables"]["all"]
-    missing_vars = [v for v in variables if v not in store.name_to_index]
-    if missing_vars:
-        raise ValueError(f"the model needs {missing_vars}, which {dataset_path} does not have")
-    columns = [store.name_to_index[v] for v in variables]
-    step = int(metadata["timestep_seconds"] // store.frequency.total_seconds())
+    absent = [v for v in variables if v not in store.name_to_index]
+    if absent:
+        raise ValueError(f"the model needs {absent}, which {dataset_path} does not have")
+    step_seconds = metadata["timestep_seconds"]
+    if (lead_time_hours * 3600) % step_seconds:
+        raise ValueError(
+            f"lead time {lead_time_hours} h is not a multiple of the model step "
+            f"({step_seconds // 3600} h)"
+        )
+    lead_steps = lead_time_hours * 3600 // step_seconds
+    step = int(step_seconds // store.frequency.total_seconds())
+    has_forcing = bool(metadata["variables"]["forcing"])
     k = model.input_steps
-    inits = initial_times(store, start, end, k, step)
+    inits = forecastable_inits(store, start, end, k, step, lead_steps if has_forcing else 0)
     if not inits:
-        raise ValueError(f"no initial time in {start}..{end} has its {k} input states present")
-    if metadata["variables"]["forcing"]:
-        raise NotImplementedError("forcing variables read from data during rollout: issue 8")
+        raise ValueError(
+            f"no initial time in {start}..{end} has its {k} input states"
+            + (" and its forcings" if has_forcing else "")
+            + f" present in {dataset_path}"
+        )
+    columns = [store.name_to_index[v] for v in variables]
     epoch = store.dates.astype("datetime64[s]").astype(np.int64)
+
+    def fields(indices: np.ndarray) -> torch.Tensor:
+        """(n, T) date indices -> (n, T, E, G, V) on the device."""
+        values = store.read(indices.ravel().tolist())[:, columns]  # (n*T, V, E, G)
+        values = values.reshape(*indices.shape, *values.shape[1:]).transpose(0, 1, 3, 4, 2)
+        return torch.from_numpy(np.ascontiguousarray(values)).to(device)
+
     chunks = []
-    for first in range(0, len(inits), batch_size):
-        batch = inits[first : first + batch_size]
-        states = np.stack(
-            [store.read(list(i - np.arange(k)[::-1] * step))[:, columns] for i in batch]
-        )  # (B, T, V, E, G)
-        x = torch.from_numpy(states.transpose(0, 1, 3, 4, 2)).to(device)
+    batches = range(0, len(inits), batch_size)
+    for first in tqdm(batches, desc="forecasts", unit="batch", disable=not progress):
+        batch = np.asarray(inits[first : first + batch_size])
+        inputs = batch[:, None] + (np.arange(k) - (k - 1))[None, :] * step
+        future = batch[:, None] + np.arange(1, lead_steps + 1)[None, :] * step
+        known = fields(future) if has_forcing else None
         times = torch.from_numpy(epoch[batch]).to(device)
-        chunks.append(model.rollout(x, times, lead_steps).cpu().numpy())
+        chunks.append(model.rollout(fields(inputs), times, lead_steps, known).cpu().numpy())
     forecast = np.concatenate(chunks)  # (I, L, E, G, V_out)
-    lead_time = (np.arange(1, lead_steps + 1) * metadata["timestep_seconds"]).astype(
-        "timedelta64[s]"
-    )
+    lead_time = (np.arange(1, lead_steps + 1) * step_seconds).astype("timedelta64[s]")
+    graph = read_graph(artifact)
+    area_weight = graph["data"].get("area_weight") if "data" in graph.node_types else None
+    coords = {
+        "init_time": store.dates[inits],
+        "lead_time": lead_time,
+        "member": np.arange(forecast.shape[2]),
+        "variable": metadata["variables"]["output"],
+        "latitude": ("point", store.latitudes),
+        "longitude": ("point", store.longitudes),
+    }
+    if area_weight is not None:
+        coords["area_weight"] = ("point", area_weight.cpu().numpy())
     return xr.Dataset(
         {"forecast": (("init_time", "lead_time", "member", "point", "variable"), forecast)},
-        coords={
-            "init_time": store.dates[inits],
-            "lead_time": lead_time,
-            "member": np.arange(forecast.shape[2]),
-            "variable": metadata["variables"]["output"],
-            "latitude": ("point", store.latitudes),
-            "longitude": ("point", store.longitudes),
-        },
+        coords=coords,
         attrs={
             "model": str(artifact),
             "dataset": str(dataset_path),
             "field_shape": list(store.field_shape),
+            "coordinates_hash": store.coordinates_hash,
+            "timestep_seconds": step_seconds,
+            "units": {
+                v: store.metadata.get("variables_metadata", {}).get(v, {}).get("units", "")
+                for v in metadata["variables"]["output"]
+            },
         },
     )
 
@@ -95,3 +142,12 @@ def write_zarr_atomically(dataset: xr.Dataset, path: str | Path) -> Path:
         shutil.rmtree(path)
     os.replace(temporary, path)
     return path
+
+
+def predict_to_zarr(
+    artifact, dataset_path, start, end, lead_time_hours, out_path, **kwargs
+) -> Path:
+    """`squall predict`: forecasts of a period written to zarr."""
+    return write_zarr_atomically(
+        predict(artifact, dataset_path, start, end, lead_time_hours, **kwargs), out_path
+    )

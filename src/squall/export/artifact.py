@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 from torch_geometric.data import HeteroData
 
 from squall.models.interface import ForecastModel
@@ -58,24 +60,15 @@ def graph_from_tensors(tensors: dict[str, torch.Tensor]) -> HeteroData:
     return graph
 
 
-def write_artifact(
+def _metadata(
     model: ForecastModel,
     graph: HeteroData,
     statistics: dict[str, list[float]],
-    out_dir: str | Path,
     provenance: dict[str, Any],
-) -> Path:
-    """Write the artifact directory atomically (temporary directory, then rename)."""
-    out_dir = Path(out_dir)
-    temporary = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    weights = {
-        name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()
-    }
-    save_file({**weights, **graph_tensors(graph)}, str(temporary / WEIGHTS))
+    coordinates_hash: str,
+) -> dict[str, Any]:
     spec = model.spec
-    metadata = {
+    return {
         "format": FORMAT,
         "model_spec": spec,
         "variables": {
@@ -90,6 +83,7 @@ def write_artifact(
         "input_steps": spec["input_steps"],
         "statistics": statistics,
         "graph": {
+            "coordinates_hash": coordinates_hash,  # of the data grid the model was trained on
             "node_sets": {k: int(graph[k].num_nodes) for k in graph.node_types},
             "edge_sets": {
                 _EDGE_SEPARATOR.join(k): int(graph[k].edge_index.shape[1]) for k in graph.edge_types
@@ -99,34 +93,95 @@ def write_artifact(
         "versions": _versions(),
         **provenance,
     }
-    (temporary / METADATA).write_text(json.dumps(metadata, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(temporary, out_dir)
+
+
+def write_artifact(
+    model: ForecastModel,
+    graph: HeteroData,
+    statistics: dict[str, list[float]],
+    out_dir: str | Path,
+    provenance: dict[str, Any],
+    coordinates_hash: str,
+) -> Path:
+    """Write the artifact directory atomically: a complete temporary directory is swapped in,
+    and an existing artifact is only removed once the new one is in place."""
+    out_dir = Path(out_dir)
+    temporary = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    previous = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file({**weights, **graph_tensors(graph)}, str(temporary / WEIGHTS))
+        metadata = _metadata(model, graph, statistics, provenance, coordinates_hash)
+        (temporary / METADATA).write_text(json.dumps(metadata, indent=2))
+        if out_dir.exists():
+            os.replace(out_dir, previous)
+        try:
+            os.replace(temporary, out_dir)
+        except BaseException:
+            if previous.exists():
+                os.replace(previous, out_dir)  # put the old artifact back
+            raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
     return out_dir
 
 
+def _read_member(artifact: Path, name: str) -> bytes:
+    """A file of the artifact, from its directory or from its single-file zip."""
+    if artifact.is_dir():
+        path = artifact / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{artifact} is not a squall model (no {name}); make one with `squall export`"
+            )
+        return path.read_bytes()
+    if zipfile.is_zipfile(artifact):
+        with zipfile.ZipFile(artifact) as archive:
+            if name not in archive.namelist():
+                raise FileNotFoundError(f"{artifact} holds no {name}; re-export the model")
+            return archive.read(name)
+    raise FileNotFoundError(
+        f"{artifact} is neither a model directory nor a model zip; make one with `squall export`"
+    )
+
+
 def read_metadata(artifact: str | Path) -> dict[str, Any]:
-    path = Path(artifact) / METADATA
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{artifact} is not a squall model (no {METADATA}); make one with `squall export`"
-        )
-    metadata = json.loads(path.read_text())
+    metadata = json.loads(_read_member(Path(artifact), METADATA))
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{artifact} has format {metadata.get('format')!r}; expected {FORMAT}")
     return metadata
 
 
 def load_artifact(artifact: str | Path, device: str = "cpu") -> tuple[ForecastModel, dict]:
-    """Rebuild the model from the artifact: safetensors + JSON only, no training code."""
+    """Rebuild the model from a model directory or zip: safetensors + JSON, no pickle, and no
+    training code."""
     metadata = read_metadata(artifact)
-    tensors = load_file(str(Path(artifact) / WEIGHTS), device=device)
+    tensors = load_safetensors(_read_member(Path(artifact), WEIGHTS))
     graph = graph_from_tensors(tensors)
     model = ForecastModel(graph, metadata["model_spec"], metadata["statistics"])
     weights = {k: v for k, v in tensors.items() if not k.startswith(_GRAPH)}
     model.load_state_dict(weights, strict=True)
     return model.to(device).eval(), metadata
+
+
+def read_graph(artifact: str | Path) -> HeteroData:
+    """The graph stored in a model directory or zip (for its area weights and coordinates)."""
+    return graph_from_tensors(load_safetensors(_read_member(Path(artifact), WEIGHTS)))
+
+
+def zip_artifact(artifact: str | Path, zip_path: str | Path | None = None) -> Path:
+    """The model directory as one file (`<dir>.zip` by default), written atomically."""
+    artifact = Path(artifact)
+    zip_path = Path(zip_path or artifact.with_name(artifact.name + ".zip"))
+    temporary = zip_path.with_name(f".{zip_path.name}.tmp-{os.getpid()}")
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in (WEIGHTS, METADATA):
+            archive.write(artifact / name, arcname=name)
+    os.replace(temporary, zip_path)
+    return zip_path
 
 
 def summary(artifact: str | Path) -> str:
@@ -140,7 +195,8 @@ def summary(artifact: str | Path) -> str:
         f"  inputs: {', '.join(variables['input'])}",
         f"  outputs: {', '.join(variables['output'])}",
         f"  computed forcings: {', '.join(variables['computed_forcings']) or 'none'}",
-        f"  graph: {metadata['graph']['node_sets']}",
+        f"  graph: {metadata['graph']['node_sets']}, grid hash "
+        f"{metadata['graph'].get('coordinates_hash')}",
         f"  lineage: {metadata.get('lineage', {})}",
         f"  training run: {metadata.get('training', {})}",
         f"  versions: {metadata['versions']}",

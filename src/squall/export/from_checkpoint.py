@@ -36,7 +36,7 @@ def export_checkpoint(
             f"the graph {graph_path} (hash {file_hash(graph_path)}) is not the one this model was "
             f"trained with (hash {lineage['graph']}); pass the training graph with --graph"
         )
-    graph, _ = load_graph(graph_path)
+    graph, graph_info = load_graph(graph_path)
     model = ForecastModel(graph, hyper["model_spec"], hyper["statistics"])
     weights = {
         k[len(_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(_PREFIX)
@@ -57,4 +57,5 @@ def export_checkpoint(
             },
             "config": config,
         },
+        coordinates_hash=graph_info["coordinates_hash"],
     )

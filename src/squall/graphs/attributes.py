@@ -1,11 +1,33 @@
-"""Node and edge attributes: edge length and direction, area weights of data nodes."""
+"""Node and edge attributes: edge length and direction, node area weights, normalisations."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.spatial import SphericalVoronoi
 
-from squall.graphs.nodes import latlon_to_xyz
+from squall.graphs.spherical import latlon_to_xyz
+
+NORMALISATIONS = ("none", "unit-max", "unit-sum", "unit-mean", "unit-std")
+AREA_WEIGHT_METHODS = ("spherical-voronoi", "cos-latitude")
+
+
+def normalise(values: np.ndarray, norm: str) -> np.ndarray:
+    """Scale `values` so that their max (unit-max), sum (unit-sum), mean (unit-mean) or
+    standard deviation (unit-std) is 1; `none` leaves them unchanged. Scaling only, no shift,
+    so zero stays zero and signs are kept."""
+    if norm not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation {norm!r}; use one of {', '.join(NORMALISATIONS)}")
+    values = np.asarray(values, dtype=np.float64)
+    if norm == "none" or values.size == 0:
+        return values
+    scale = {
+        "unit-max": lambda: np.abs(values).max(),
+        "unit-sum": lambda: values.sum(),
+        "unit-mean": lambda: values.mean(),
+        "unit-std": lambda: values.std(),
+    }[norm]()
+    return values / scale if scale > 0 else values
 
 
 def _latlon(points: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -21,13 +43,16 @@ def edge_attributes(
     source_latlon_rad: np.ndarray | torch.Tensor,
     target_latlon_rad: np.ndarray | torch.Tensor,
     edge_index: torch.Tensor,
+    length_norm: str = "unit-max",
+    direction_norm: str = "none",
 ) -> torch.Tensor:
     """Edge features (E, 3) float32: [length, direction east, direction north].
 
-    - length: great-circle length divided by the longest edge of this edge set, in [0, 1];
-    - direction: unit vector pointing from the target towards the source, in the target's
-      local east/north tangent frame (initial bearing of the great circle), so the features
-      do not depend on where on the globe the edge lies. (0, 0) for zero-length edges.
+    - length: great-circle length (radians), then normalised (`length_norm`);
+    - direction: the source's position in the target's local tangent plane, as a unit vector
+      along the east and north axes (the initial bearing of the great circle from the target
+      to the source), so the features do not depend on where on the globe the edge lies;
+      (0, 0) for zero-length edges; then normalised (`direction_norm`).
     """
     source = _latlon(source_latlon_rad, "source_latlon_rad")
     target = _latlon(target_latlon_rad, "target_latlon_rad")
@@ -39,41 +64,80 @@ def edge_attributes(
     source_index, target_index = edge_index.cpu().numpy()
     lat_s, lon_s = source[source_index, 0], source[source_index, 1]
     lat_t, lon_t = target[target_index, 0], target[target_index, 1]
-
-    xyz_s = latlon_to_xyz(lat_s, lon_s)
-    xyz_t = latlon_to_xyz(lat_t, lon_t)
-    # atan2(|a x b|, a.b) is accurate for tiny and near-antipodal angles, unlike arccos(a.b).
-    length = np.arctan2(
-        np.linalg.norm(np.cross(xyz_s, xyz_t), axis=1), np.sum(xyz_s * xyz_t, axis=1)
-    )
-    longest = length.max()
-    length = length / longest if longest > 0 else length
-
-    # Components of the source position along the target's east and north unit vectors.
+    cos_s, sin_s = np.cos(lat_s), np.sin(lat_s)
+    cos_t, sin_t = np.cos(lat_t), np.sin(lat_t)
     delta_lon = lon_s - lon_t
-    east = np.cos(lat_s) * np.sin(delta_lon)
-    north = np.cos(lat_t) * np.sin(lat_s) - np.sin(lat_t) * np.cos(lat_s) * np.cos(delta_lon)
-    norm = np.hypot(east, north)
-    safe = np.where(norm > 1e-12, norm, 1.0)
-    direction = np.where(norm[:, None] > 1e-12, np.stack([east, north], axis=1) / safe[:, None], 0)
-    features = np.concatenate([length[:, None], direction], axis=1)
-    return torch.from_numpy(features.astype(np.float32))
+    cos_delta = np.cos(delta_lon)
+    del lat_s, lon_s, lat_t, lon_t, delta_lon
+
+    # Components of the source position along the target's east and north unit vectors, and
+    # towards the target: atan2(|tangent|, along) is accurate for tiny and near-antipodal edges.
+    east = cos_s * np.sin(source[source_index, 1] - target[target_index, 1])
+    north = cos_t * sin_s - sin_t * cos_s * cos_delta
+    along = sin_t * sin_s + cos_t * cos_s * cos_delta
+    tangent = np.hypot(east, north)
+    length = np.arctan2(tangent, along)
+    del along, cos_s, sin_s, cos_t, sin_t, cos_delta
+
+    features = np.empty((len(length), 3), dtype=np.float32)
+    features[:, 0] = normalise(length, length_norm)
+    moving = tangent > 1e-12
+    safe = np.where(moving, tangent, 1.0)
+    features[:, 1] = normalise(np.where(moving, east / safe, 0.0), direction_norm)
+    features[:, 2] = normalise(np.where(moving, north / safe, 0.0), direction_norm)
+    return torch.from_numpy(features)
 
 
-def area_weights(lat_rad: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Area weight (N,) float32 of each data node: cos(latitude), normalised to mean 1.
-
-    Exact for regular lat-lon grids, where a cell's area is proportional to cos(latitude).
-    For reduced Gaussian, icosahedral or unstructured grids, spherical Voronoi areas would be
-    right instead; that is a later issue.
-    """
-    if isinstance(lat_rad, torch.Tensor):
-        lat_rad = lat_rad.detach().cpu().numpy()
+def cos_latitude_weights(lat_rad: np.ndarray) -> np.ndarray:
+    """cos(latitude) per node: proportional to cell area on a regular lat-lon grid, and
+    well-behaved on a regional grid, whose edge cells have no natural outer boundary."""
     lat = np.asarray(lat_rad, dtype=np.float64).reshape(-1)
-    if len(lat) == 0:
-        raise ValueError("area_weights needs at least one latitude; got none")
     weights = np.clip(np.cos(lat), 0.0, None)
-    mean = weights.mean()
-    if not mean > 0:
-        raise ValueError("all data nodes lie on the poles, so cos(latitude) weights are all zero")
-    return torch.from_numpy((weights / mean).astype(np.float32))
+    if not weights.any():
+        raise ValueError("all nodes lie on the poles, so cos(latitude) weights are all zero")
+    return weights
+
+
+def spherical_voronoi_areas(lat_rad: np.ndarray, lon_rad: np.ndarray) -> np.ndarray:
+    """Area (steradians) of each node's spherical Voronoi cell; they sum to 4 pi.
+
+    Duplicate points (e.g. the 360 copies of a pole in a lat-lon grid that includes +-90)
+    share their cell equally; scipy's SphericalVoronoi alone refuses duplicate generators.
+    """
+    xyz = latlon_to_xyz(lat_rad, lon_rad).reshape(-1, 3)
+    unique, inverse, copies = np.unique(
+        np.round(xyz, 12), axis=0, return_inverse=True, return_counts=True
+    )
+    if len(unique) < 4:
+        raise ValueError(
+            f"spherical Voronoi areas need at least 4 distinct nodes, got {len(unique)}; use "
+            "area weights method cos-latitude"
+        )
+    voronoi = SphericalVoronoi(unique / np.linalg.norm(unique, axis=1, keepdims=True))
+    areas = voronoi.calculate_areas()
+    inverse = inverse.reshape(-1)
+    return areas[inverse] / copies[inverse]
+
+
+def area_weights(
+    lat_rad: np.ndarray | torch.Tensor,
+    lon_rad: np.ndarray | torch.Tensor | None = None,
+    method: str = "cos-latitude",
+    norm: str = "unit-mean",
+) -> torch.Tensor:
+    """Area weight (N,) float32 of each node, by `method`, normalised by `norm`."""
+    lat = np.asarray(torch.as_tensor(lat_rad).double().numpy()).reshape(-1)
+    if len(lat) == 0:
+        raise ValueError("area_weights needs at least one node; got none")
+    if method == "cos-latitude":
+        weights = cos_latitude_weights(lat)
+    elif method == "spherical-voronoi":
+        if lon_rad is None:
+            raise ValueError("spherical-voronoi area weights need the longitudes too")
+        lon = np.asarray(torch.as_tensor(lon_rad).double().numpy()).reshape(-1)
+        weights = spherical_voronoi_areas(lat, lon)
+    else:
+        raise ValueError(
+            f"unknown area weights method {method!r}; use one of {', '.join(AREA_WEIGHT_METHODS)}"
+        )
+    return torch.from_numpy(normalise(weights, norm).astype(np.float32))

@@ -4,26 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from squall.data.store import open_dataset
-from squall.graphs.create import build_graph_from_config, resolve_graph_config
+from squall.graphs.create import create_graph
+from squall.graphs.data_nodes import load_data_nodes
 from squall.graphs.io import save_graph
-
-
-def load_graph_recipe(recipe: str | Path | dict | None) -> dict:
-    if recipe is None or isinstance(recipe, dict):
-        return resolve_graph_config(recipe)
-    path = Path(recipe)
-    if not path.is_file():
-        raise FileNotFoundError(f"no graph recipe at {path}; see configs/graphs/ for examples")
-    return resolve_graph_config(yaml.safe_load(path.read_text()) or {})
+from squall.graphs.recipe import load_recipe
 
 
 def create_graph_for_dataset(
-    dataset_path: str | Path, out_path: str | Path, recipe: str | Path | dict | None = None
+    recipe: str | Path | dict | None, dataset: str | Path, out_path: str | Path
 ) -> Path:
-    dataset = open_dataset(dataset_path)
-    config = load_graph_recipe(recipe)
-    graph = build_graph_from_config(dataset.latitudes, dataset.longitudes, config)
-    return save_graph(graph, out_path, coordinates_hash=dataset.coordinates_hash, config=config)
+    """Build the graph of `recipe` (a configs/training/graph/*.yaml file, a dict, or None for
+    the defaults) on the grid of `dataset` (a .zarr dataset, an .npz or a grid name such as
+    o96) and write it atomically to `out_path` with the grid's coordinates hash."""
+    graph_recipe = load_recipe(recipe)
+    data = load_data_nodes(dataset)
+    graph = create_graph(data, graph_recipe)
+    return save_graph(
+        graph,
+        out_path,
+        coordinates_hash=data.coordinates_hash,
+        config=graph_recipe.model_dump(mode="json"),
+    )

@@ -23,6 +23,8 @@ def _plain(value: Any, key: str) -> Any:
         return value
     if isinstance(value, list | tuple):
         return [_plain(item, key) for item in value]
+    if isinstance(value, dict):
+        return {str(name): _plain(item, f"{key}.{name}") for name, item in value.items()}
     raise ValueError(
         f"graph config value {key}={value!r} is not a plain number, string or list; "
         "pass plain values so the graph file stays loadable without pickles"
@@ -106,19 +108,3 @@ def load_graph(
         "path": str(path),
     }
     return graph, info
-
-
-def graph_summary(graph: HeteroData) -> str:
-    """Human-readable summary: node counts, edge counts and mean in-degree per edge set."""
-    lines = ["nodes:"]
-    for node_type in graph.node_types:
-        lines.append(f"  {node_type:<8} {graph[node_type].num_nodes:>10,}")
-    lines.append("edges:")
-    for edge_type in graph.edge_types:
-        source, relation, target = edge_type
-        edge_count = graph[edge_type].edge_index.shape[1]
-        target_count = graph[target].num_nodes or 0
-        mean_degree = edge_count / target_count if target_count else 0.0
-        name = f"{source} -> {target}" if relation == "to" else f"{source} -{relation}-> {target}"
-        lines.append(f"  {name:<18} {edge_count:>10,} edges, mean in-degree {mean_degree:.2f}")
-    return "\n".join(lines)

@@ -1,113 +1,105 @@
-"""Node sets of a graph: icosahedral mesh nodes, area restriction, lat/lon <-> unit vectors.
+"""Icosahedral mesh nodes and edges, and the restriction of any node set to an area.
 
-All angles are in radians. Distances between nodes are measured on the unit sphere; the Earth
-radius below only converts user-facing kilometres into angles.
+All angles are in radians (see `spherical`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
 
 import numpy as np
 import trimesh
 from scipy.spatial import cKDTree
 
-EARTH_RADIUS_KM = 6371.0
-
-# Latitudes are rounded before sorting so that nodes of one ring (equal latitude up to float
-# noise) are ordered by longitude deterministically on every machine.
-_SORT_DECIMALS = 10
+from squall.graphs.spherical import km_to_chord, latlon_order, latlon_to_xyz, xyz_to_latlon
 
 
-def latlon_to_xyz(lat_rad: np.ndarray, lon_rad: np.ndarray) -> np.ndarray:
-    """Unit vectors (N, 3) of points given by latitude and longitude in radians."""
-    lat = np.asarray(lat_rad, dtype=np.float64)
-    lon = np.asarray(lon_rad, dtype=np.float64)
-    cos_lat = np.cos(lat)
-    return np.stack([cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)], axis=-1)
-
-
-def xyz_to_latlon(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Latitude and longitude in radians (longitude in [-pi, pi]) of vectors (N, 3)."""
-    xyz = np.asarray(xyz, dtype=np.float64)
-    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
-    # arctan2 on both angles stays accurate near the poles, where arcsin(z) loses precision.
-    lat = np.arctan2(z, np.hypot(x, y))
-    lon = np.arctan2(y, x)
-    return lat, lon
-
-
-def km_to_chord(distance_km: float) -> float:
-    """Straight-line distance on the unit sphere of a great-circle distance in km."""
-    arc = min(float(distance_km) / EARTH_RADIUS_KM, np.pi)
-    return 2.0 * np.sin(arc / 2.0)
-
-
-def chord_to_km(chord: np.ndarray | float) -> np.ndarray | float:
-    """Great-circle distance in km of a straight-line distance on the unit sphere."""
-    return 2.0 * np.arcsin(np.clip(np.asarray(chord) / 2.0, 0.0, 1.0)) * EARTH_RADIUS_KM
-
-
-def _check_refinement(refinement: int) -> int:
-    if isinstance(refinement, bool) or int(refinement) != refinement or refinement < 0:
+def check_refinement(refinement: int, what: str = "mesh refinement") -> int:
+    if isinstance(refinement, bool) or not isinstance(refinement, int | np.integer):
+        raise ValueError(f"{what} must be a non-negative integer, got {refinement!r}")
+    if refinement < 0:
         raise ValueError(
-            f"mesh refinement must be a non-negative integer, got {refinement!r}; use e.g. 4 "
-            "(2,562 nodes) or 5 (10,242 nodes)"
+            f"{what} must be a non-negative integer, got {refinement!r}; use e.g. 4 "
+            "(2,562 icosahedral nodes) or 5 (10,242 nodes)"
         )
     return int(refinement)
 
 
-def _sort_order(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Permutation sorting points by latitude then longitude, with their sorted lat and lon."""
-    lat, lon = xyz_to_latlon(xyz)
-    order = np.lexsort((np.round(lon, _SORT_DECIMALS), np.round(lat, _SORT_DECIMALS)))
-    return order, lat[order], lon[order]
+@lru_cache(maxsize=2)
+def _icosphere(refinement: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (trimesh order) and unique edges of an icosphere; cached, it is reused a lot."""
+    mesh = trimesh.creation.icosphere(subdivisions=refinement)
+    vertices = np.array(mesh.vertices, dtype=np.float64)
+    edges = np.array(mesh.edges_unique, dtype=np.int64)
+    vertices.flags.writeable = edges.flags.writeable = False
+    return vertices, edges
+
+
+def _sorting(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, rank): order sorts the vertices by lat/lon; rank[i] is vertex i's sorted index."""
+    order = latlon_order(*xyz_to_latlon(vertices))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return order, rank
 
 
 def icosahedral_nodes(refinement: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nodes and edges of an icosphere refined `refinement` times (10 * 4**r + 2 nodes).
 
-    Nodes are sorted by latitude, then longitude, so that contiguous index ranges are
-    latitude bands: spatially compact, which keeps sharding and windowed attention cheap.
-
-    Returns (lat_rad, lon_rad, edges) with edges an int64 array (E, 2) of unique undirected
-    vertex pairs (i < j) in the sorted node order.
+    Nodes are sorted by latitude, then longitude. Returns (lat_rad, lon_rad, edges) with
+    edges an int64 array (E, 2) of unique undirected pairs (i < j) in the sorted order.
     """
-    refinement = _check_refinement(refinement)
-    mesh = trimesh.creation.icosphere(subdivisions=refinement)
-    order, lat, lon = _sort_order(np.asarray(mesh.vertices))
-    new_index = np.empty_like(order)
-    new_index[order] = np.arange(len(order))
-    edges = np.sort(new_index[np.asarray(mesh.edges_unique)], axis=1).astype(np.int64)
-    return lat, lon, edges
+    refinement = check_refinement(refinement)
+    vertices, edges = _icosphere(refinement)
+    order, rank = _sorting(vertices)
+    lat, lon = xyz_to_latlon(vertices[order])
+    return lat, lon, np.sort(rank[edges], axis=1)
 
 
-def icosahedral_level_edges(refinement: int) -> list[np.ndarray]:
-    """Mesh edges of every level 1..refinement, expressed on the sorted level-`refinement` nodes.
+def icosahedral_level_edges(
+    refinement: int, levels: Iterable[int] | None = None
+) -> list[np.ndarray]:
+    """Mesh edges of each level (default 1..refinement) on the sorted level-`refinement` nodes.
 
     Coarse levels give long edges that carry information far in few message-passing steps.
     trimesh's subdivision appends new vertices after the old ones, so level-r vertices are a
-    prefix of level-R vertices; that is checked here, with a nearest-vertex match as fallback.
-    Returns one int64 array (E_r, 2) of undirected pairs (i < j) per level, coarsest first.
+    prefix of level-R vertices (checked here). Returns one int64 array (E_r, 2) of undirected
+    pairs (i < j) per level, in the order of `levels`.
     """
-    refinement = _check_refinement(refinement)
-    finest = np.asarray(trimesh.creation.icosphere(subdivisions=refinement).vertices)
-    order, _, _ = _sort_order(finest)
-    sorted_index = np.empty_like(order)
-    sorted_index[order] = np.arange(len(order))
-    tree: cKDTree | None = None
+    refinement = check_refinement(refinement)
+    levels = list(range(1, refinement + 1)) if levels is None else list(levels)
+    for level in levels:
+        check_refinement(level, "multi-scale level")
+        if level > refinement:
+            raise ValueError(
+                f"multi-scale level {level} is finer than the mesh refinement {refinement}; "
+                f"use levels between 0 and {refinement}"
+            )
+    finest, _ = _icosphere(refinement)
+    _, rank = _sorting(finest)
     level_edges = []
-    for level in range(1, refinement + 1):
-        mesh = trimesh.creation.icosphere(subdivisions=level)
-        vertices = np.asarray(mesh.vertices)
-        if np.allclose(vertices, finest[: len(vertices)], atol=1e-9):
-            to_finest = np.arange(len(vertices))
-        else:
-            tree = tree if tree is not None else cKDTree(finest)
-            distance, to_finest = tree.query(vertices)
-            if distance.max() > 1e-6:
-                raise RuntimeError("icosphere levels are not nested; cannot build multi-scale")
-        pairs = sorted_index[to_finest[np.asarray(mesh.edges_unique)]]
-        level_edges.append(np.sort(pairs, axis=1).astype(np.int64))
+    for level in levels:
+        vertices, edges = _icosphere(level)
+        if not np.allclose(vertices, finest[: len(vertices)], atol=1e-9):
+            raise RuntimeError("icosphere levels are not nested; cannot build multi-scale edges")
+        level_edges.append(np.sort(rank[edges], axis=1))
     return level_edges
+
+
+def icosahedral_coarse_mask(refinement: int, coarse_refinement: int) -> np.ndarray:
+    """Boolean mask over the sorted level-`refinement` nodes: True for level-`coarse` vertices."""
+    refinement = check_refinement(refinement)
+    coarse_refinement = check_refinement(coarse_refinement, "coarse refinement")
+    if coarse_refinement > refinement:
+        raise ValueError(
+            f"the coarse refinement ({coarse_refinement}) must not exceed the fine refinement "
+            f"({refinement})"
+        )
+    _, rank = _sorting(_icosphere(refinement)[0])
+    mask = np.zeros(len(rank), dtype=bool)
+    mask[rank[: 10 * 4**coarse_refinement + 2]] = True
+    return mask
 
 
 def restrict_to_area(
@@ -129,5 +121,7 @@ def restrict_to_area(
     nodes = latlon_to_xyz(lat, lon).reshape(-1, 3)
     # Chord length grows monotonically with arc length, so a chord radius selects the same nodes.
     radius = km_to_chord(margin_km)
-    distance, _ = cKDTree(reference).query(nodes, k=1, distance_upper_bound=radius * (1 + 1e-12))
+    distance, _ = cKDTree(reference).query(
+        nodes, k=1, distance_upper_bound=radius * (1 + 1e-12), workers=-1
+    )
     return np.isfinite(distance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -9,8 +10,9 @@ import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 
-from squall.models.layers import MLP
-from squall.models.message_passing import GraphMapper, GraphProcessor
+from squall.models.layer_kernels import kernels_with_activation
+from squall.models.mappers import GraphMapper
+from squall.models.processors import Processor
 
 ENCODER_EDGES = ("data", "to", "hidden")
 PROCESSOR_EDGES = ("hidden", "to", "hidden")
@@ -77,10 +79,32 @@ def _position_features(coordinates: torch.Tensor) -> torch.Tensor:
     return torch.stack([latitude.sin(), latitude.cos(), longitude.sin(), longitude.cos()], dim=-1)
 
 
+GRAPH_COMPONENTS = ("encoder", "processor", "decoder")
+
+
+def _checkpointing_flags(setting: bool | dict[str, bool]) -> dict[str, bool]:
+    """gradient_checkpointing as given (True: every component) -> one flag per component."""
+    if isinstance(setting, bool):
+        return dict.fromkeys(GRAPH_COMPONENTS, setting)
+    unknown = sorted(set(setting) - set(GRAPH_COMPONENTS))
+    if unknown:
+        raise ValueError(
+            f"gradient_checkpointing has unknown components {unknown}; use {GRAPH_COMPONENTS}."
+        )
+    return {name: bool(setting.get(name, False)) for name in GRAPH_COMPONENTS}
+
+
 class EncoderProcessorDecoder(nn.Module):
     """Maps x (batch, data nodes, in_channels) to (batch, data nodes, out_channels) through the
     hidden mesh of `graph`. The graph lives in non-persistent buffers: it follows .to(device)
-    but is not in state_dict (the exporter stores it separately; see `from_spec`)."""
+    but is not in state_dict (the exporter stores it separately; see `from_spec`). Edges are
+    sorted by target node once here (chunking and contiguous scatters rely on it).
+
+    processor: "gnn" | "graphtransformer" | "transformer"; mapper: "gnn" | "graphtransformer".
+    num_chunks splits the mappers' target nodes (see blocks.target_chunks). noise_channels > 0
+    makes the ensemble variant: forward draws noise (batch, noise_channels) per sample (or takes
+    `noise`) and the processor's layer norms are conditioned on it.
+    """
 
     def __init__(
         self,
@@ -92,7 +116,15 @@ class EncoderProcessorDecoder(nn.Module):
         mlp_hidden_layers: int = 1,
         activation: str = "SiLU",
         trainable_node_channels: int = 8,
-        gradient_checkpointing: bool = False,
+        trainable_edge_channels: int = 0,
+        gradient_checkpointing: bool | dict[str, bool] = False,
+        processor: str = "gnn",
+        mapper: str = "gnn",
+        num_heads: int = 4,
+        window_size: int = 64,
+        num_chunks: int = 1,
+        layer_kernels: dict[str, dict[str, Any]] | None = None,
+        noise_channels: int = 0,
     ) -> None:
         super().__init__()
         self._spec = {
@@ -103,23 +135,40 @@ class EncoderProcessorDecoder(nn.Module):
             "mlp_hidden_layers": mlp_hidden_layers,
             "activation": activation,
             "trainable_node_channels": trainable_node_channels,
-            "gradient_checkpointing": gradient_checkpointing,
+            "trainable_edge_channels": trainable_edge_channels,
+            "gradient_checkpointing": _checkpointing_flags(gradient_checkpointing),
+            "processor": processor,
+            "mapper": mapper,
+            "num_heads": num_heads,
+            "window_size": window_size,
+            "num_chunks": num_chunks,
+            "layer_kernels": layer_kernels,
+            "noise_channels": noise_channels,
         }
+        kernels = kernels_with_activation(layer_kernels, activation)
         data_coordinates = _node_coordinates(graph, "data")
         hidden_coordinates = _node_coordinates(graph, "hidden")
         self.num_data_nodes, self.num_hidden_nodes = len(data_coordinates), len(hidden_coordinates)
         self.register_buffer("data_positions", _position_features(data_coordinates), False)
         self.register_buffer("hidden_positions", _position_features(hidden_coordinates), False)
-        edge_attr_channels = {}
-        for name, edge_set in (
-            ("encoder", ENCODER_EDGES),
-            ("processor", PROCESSOR_EDGES),
-            ("decoder", DECODER_EDGES),
+        edge_channels, edge_indices = {}, {}
+        uses_edges = {"encoder": True, "processor": processor != "transformer", "decoder": True}
+        for name, edge_set in zip(
+            GRAPH_COMPONENTS, (ENCODER_EDGES, PROCESSOR_EDGES, DECODER_EDGES), strict=True
         ):
             edge_index, edge_attr = _edges(graph, edge_set)
+            order = torch.argsort(edge_index[1], stable=True)
+            edge_index, edge_attr = edge_index[:, order], edge_attr[order]
             self.register_buffer(f"{name}_edge_index", edge_index, persistent=False)
             self.register_buffer(f"{name}_edge_attr", edge_attr, persistent=False)
-            edge_attr_channels[name] = edge_attr.shape[1]
+            edge_indices[name] = edge_index
+            edge_channels[name] = edge_attr.shape[1] + trainable_edge_channels
+            if trainable_edge_channels and uses_edges[name]:
+                # Learned per-edge features, zero-initialised (training starts from geometry).
+                self.register_parameter(
+                    f"{name}_edge_parameters",
+                    nn.Parameter(torch.zeros(edge_index.shape[1], trainable_edge_channels)),
+                )
 
         # Per-node learned features let the network tell apart nodes with similar positions
         # (and learn local climatology); zero-initialised so training starts from positions.
@@ -129,44 +178,73 @@ class EncoderProcessorDecoder(nn.Module):
         self.hidden_node_parameters = nn.Parameter(
             torch.zeros(self.num_hidden_nodes, trainable_node_channels)
         )
-        mlp = {"num_hidden_layers": mlp_hidden_layers, "activation": activation}
-        block = {"mlp_hidden_layers": mlp_hidden_layers, "activation": activation}
-        self.data_embedding = MLP(
-            in_channels + 4 + trainable_node_channels, hidden_channels, hidden_channels, **mlp
+        mlp = {"num_hidden_layers": mlp_hidden_layers}
+        static_channels = 4 + trainable_node_channels
+        self.data_embedding = kernels.mlp(
+            in_channels + static_channels, hidden_channels, hidden_channels, **mlp
         )
-        self.hidden_embedding = MLP(
-            4 + trainable_node_channels, hidden_channels, hidden_channels, **mlp
+        self.hidden_embedding = kernels.mlp(
+            static_channels, hidden_channels, hidden_channels, **mlp
         )
+        flags = self._spec["gradient_checkpointing"]
+        mapper_args = {
+            "mlp_hidden_layers": mlp_hidden_layers,
+            "kernels": kernels,
+            "num_heads": num_heads,
+            "num_chunks": num_chunks,
+        }
         self.encoder = GraphMapper(
-            hidden_channels, edge_attr_channels["encoder"], update_sources=True, **block
-        )
-        self.processor = GraphProcessor(
+            mapper,
             hidden_channels,
-            edge_attr_channels["processor"],
-            processor_layers,
-            gradient_checkpointing=gradient_checkpointing,
-            **block,
+            edge_channels["encoder"],
+            edge_indices["encoder"],
+            self.num_hidden_nodes,
+            update_sources=True,
+            gradient_checkpointing=flags["encoder"],
+            **mapper_args,
         )
-        self.decoder = GraphMapper(hidden_channels, edge_attr_channels["decoder"], **block)
-        # No output LayerNorm: the outputs are (normalised) physical values, not latents.
-        self.output_mlp = MLP(
+        self.processor = Processor(
+            processor,
+            hidden_channels,
+            edge_channels["processor"],
+            processor_layers,
+            mlp_hidden_layers,
+            kernels,
+            num_heads=num_heads,
+            window_size=window_size,
+            condition_channels=noise_channels,
+            gradient_checkpointing=flags["processor"],
+        )
+        self.decoder = GraphMapper(
+            mapper,
+            hidden_channels,
+            edge_channels["decoder"],
+            edge_indices["decoder"],
+            self.num_data_nodes,
+            gradient_checkpointing=flags["decoder"],
+            **mapper_args,
+        )
+        # No output norm: the outputs are (normalised) physical values, not latents.
+        self.output_mlp = kernels.mlp(
             hidden_channels, hidden_channels, out_channels, layer_norm=False, **mlp
         )
 
     @property
-    def gradient_checkpointing(self) -> bool:
-        return self.processor.gradient_checkpointing
+    def gradient_checkpointing(self) -> dict[str, bool]:
+        return dict(self._spec["gradient_checkpointing"])
 
     @gradient_checkpointing.setter
-    def gradient_checkpointing(self, enabled: bool) -> None:
+    def gradient_checkpointing(self, setting: bool | dict[str, bool]) -> None:
         # Memory/compute trade-off only: outputs and gradients are the same either way.
-        self.processor.gradient_checkpointing = enabled
-        self._spec["gradient_checkpointing"] = enabled
+        flags = _checkpointing_flags(setting)
+        for name in GRAPH_COMPONENTS:
+            getattr(self, name).gradient_checkpointing = flags[name]
+        self._spec["gradient_checkpointing"] = flags
 
     @property
     def spec(self) -> dict[str, Any]:
         """The constructor arguments except the graph, JSON-able: `from_spec` rebuilds from it."""
-        return dict(self._spec)
+        return copy.deepcopy(self._spec)
 
     def model_spec(self) -> dict[str, Any]:
         return self.spec
@@ -175,7 +253,12 @@ class EncoderProcessorDecoder(nn.Module):
     def from_spec(cls, graph: HeteroData, spec: dict[str, Any]) -> EncoderProcessorDecoder:
         return cls(graph, **spec)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _edge_inputs(self, name: str) -> torch.Tensor:
+        edge_attr = getattr(self, f"{name}_edge_attr")
+        parameters = getattr(self, f"{name}_edge_parameters", None)
+        return edge_attr if parameters is None else torch.cat([edge_attr, parameters], dim=-1)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         expected = (self.num_data_nodes, self._spec["in_channels"])
         if x.dim() != 3 or tuple(x.shape[1:]) != expected:
             raise ValueError(
@@ -183,6 +266,9 @@ class EncoderProcessorDecoder(nn.Module):
                 f"channels), got {tuple(x.shape)}."
             )
         batch = x.shape[0]
+        noise_channels = self._spec["noise_channels"]
+        if noise_channels and noise is None:
+            noise = torch.randn(batch, noise_channels, device=x.device, dtype=x.dtype)
         data_static = torch.cat([self.data_positions, self.data_node_parameters], dim=-1)
         data_nodes = self.data_embedding(torch.cat([x, data_static.expand(batch, -1, -1)], dim=-1))
         # Hidden nodes do not depend on the sample: embed once, broadcast over the batch.
@@ -191,12 +277,15 @@ class EncoderProcessorDecoder(nn.Module):
         ).expand(batch, -1, -1)
 
         data_nodes, hidden_nodes = self.encoder(
-            data_nodes, hidden_nodes, self.encoder_edge_index, self.encoder_edge_attr
+            data_nodes, hidden_nodes, self.encoder_edge_index, self._edge_inputs("encoder")
         )
         hidden_nodes = self.processor(
-            hidden_nodes, self.processor_edge_index, self.processor_edge_attr
+            hidden_nodes,
+            self.processor_edge_index,
+            self._edge_inputs("processor"),
+            noise if noise_channels else None,
         )
         _, data_nodes = self.decoder(
-            hidden_nodes, data_nodes, self.decoder_edge_index, self.decoder_edge_attr
+            hidden_nodes, data_nodes, self.decoder_edge_index, self._edge_inputs("decoder")
         )
         return self.output_mlp(data_nodes)

@@ -14,7 +14,9 @@ from torch_geometric.data import HeteroData
 
 from squall.models.computed_forcings import computed_forcings
 from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
-from squall.models.normalizer import Normalizer
+from squall.models.preprocessing import Preprocessor
+
+BOUNDING_KINDS = ("relu",)
 
 
 def _roles(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -30,8 +32,11 @@ class ForecastModel(nn.Module):
     """x (batch, time, ensemble, grid, variable) -> next state (batch, ensemble, grid, output).
 
     `spec` keys: variables (order of the last axis of x), forcing, diagnostic, computed_forcings,
-    input_steps, timestep_seconds, network (EncoderProcessorDecoder arguments without channels).
-    `statistics` keys: mean, stdev, tendency_stdev, one value per variable of spec['variables'].
+    input_steps, timestep_seconds, network (EncoderProcessorDecoder arguments without channels),
+    and optionally preprocessing (Preprocessor config: normaliser, remapper, imputer) and
+    bounding ([{"kind": "relu", "variables": [...]}]: outputs kept >= 0 in physical units).
+    `statistics` keys: mean, stdev, tendency_stdev (and minimum, maximum where a normaliser or
+    imputer needs them), one value per variable of spec['variables'].
     """
 
     def __init__(self, graph: HeteroData, spec: dict[str, Any], statistics: dict[str, list]):
@@ -54,12 +59,16 @@ class ForecastModel(nn.Module):
             torch.tensor([self.output_variables.index(v) for v in prognostic], dtype=torch.long),
             persistent=False,
         )
-        self.normalizer = Normalizer(statistics["mean"], statistics["stdev"])
+        self.normalizer = Preprocessor(variables, statistics, spec.get("preprocessing"))
         # Prognostic outputs are a tendency scaled by its own spread: a 6 h change is a small
         # fraction of a field's stdev, and the network should not have to learn that scale.
+        # Remapped variables have no tendency statistics in remapped space: scale 1.
         ratio = torch.as_tensor(statistics["tendency_stdev"], dtype=torch.float32)
-        ratio = ratio / self.normalizer.stdev
+        ratio = ratio / self.normalizer.scale
+        remapped = torch.tensor([name in self.normalizer.remaps for name in variables])
+        ratio = torch.where(remapped, 1.0, ratio)
         self.register_buffer("tendency_scale", ratio[self.prognostic_columns].clone())
+        self._register_bounds(spec.get("bounding", []), index)
 
         coordinates = graph["data"].x.float()
         self.register_buffer("latitudes", coordinates[:, 0].clone(), persistent=False)
@@ -75,6 +84,25 @@ class ForecastModel(nn.Module):
         last_linear = [m for m in self.network.output_mlp.modules() if isinstance(m, nn.Linear)][-1]
         nn.init.zeros_(last_linear.weight)
         nn.init.zeros_(last_linear.bias)
+
+    def _register_bounds(self, bounding: list[dict[str, Any]], index: dict[str, int]) -> None:
+        """ReLU bounds: physical 0 expressed in normalised space, per bounded output."""
+        positions, lower = [], []
+        for entry in bounding:
+            if entry.get("kind") not in BOUNDING_KINDS:
+                raise ValueError(
+                    f"unknown bounding {entry.get('kind')!r}; choose one of {BOUNDING_KINDS}."
+                )
+            for name in entry.get("variables", []):
+                if name not in self.output_variables:
+                    raise ValueError(
+                        f"bounding names {name!r}, which is not an output variable "
+                        f"({self.output_variables})."
+                    )
+                positions.append(self.output_variables.index(name))
+                lower.append(self.normalizer.normalised_value(0.0, index[name]))
+        self.register_buffer("bounded_outputs", torch.tensor(positions, dtype=torch.long), False)
+        self.register_buffer("lower_bounds", torch.tensor(lower, dtype=torch.float32), False)
 
     @property
     def input_steps(self) -> int:
@@ -102,7 +130,12 @@ class ForecastModel(nn.Module):
         out = self.network(features).reshape(batch, members, grid, len(self.output_variables))
         last_state = x[:, -1][..., self.prognostic_columns]
         prognostic = last_state + out[..., self.prognostic_in_output] * self.tendency_scale
-        return out.index_copy(-1, self.prognostic_in_output, prognostic.to(out.dtype))
+        out = out.index_copy(-1, self.prognostic_in_output, prognostic.to(out.dtype))
+        if self.bounded_outputs.numel():
+            # ReLU in physical units: the gradient vanishes below the bound, as for a ReLU.
+            bounded = torch.maximum(out[..., self.bounded_outputs], self.lower_bounds.to(out.dtype))
+            out = out.index_copy(-1, self.bounded_outputs, bounded)
+        return out
 
     def next_input_state(self, prediction: torch.Tensor, known_state: torch.Tensor) -> torch.Tensor:
         """The state fed back at the next step: predicted prognostic variables, and the known
@@ -130,11 +163,13 @@ class ForecastModel(nn.Module):
                 "their future values as known_future (batch, steps, ensemble, grid, variable)"
             )
         state = self.normalizer.normalise(x)
+        missing = self._missing_outputs(x[:, -1])
         outputs = []
         for step in range(steps):
             valid_time = last_input_time + (step + 1) * self.timestep_seconds
             prediction = self.forward_normalised(state, valid_time)
-            outputs.append(self.normalizer.denormalise(prediction, self.output_columns))
+            physical = self.normalizer.denormalise(prediction, self.output_columns)
+            outputs.append(physical.masked_fill(missing, float("nan")))
             known = (
                 self.normalizer.normalise(known_future[:, step])
                 if known_future is not None
@@ -143,3 +178,16 @@ class ForecastModel(nn.Module):
             new_state = self.next_input_state(prediction, known)
             state = torch.cat([state[:, 1:], new_state[:, None]], dim=1)
         return torch.stack(outputs, dim=1)
+
+    def _missing_outputs(self, last_state: torch.Tensor) -> torch.Tensor:
+        """(B, E, G, V_out) True where an output variable was NaN in the last input state: those
+        points were imputed, and the forecast gives them back as NaN."""
+        missing = torch.zeros(
+            (*last_state.shape[:-1], len(self.output_variables)),
+            dtype=torch.bool,
+            device=last_state.device,
+        )
+        if self.prognostic_columns.numel():
+            prognostic_missing = torch.isnan(last_state[..., self.prognostic_columns])
+            missing[..., self.prognostic_in_output] = prognostic_missing
+        return missing

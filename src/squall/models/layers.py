@@ -1,9 +1,15 @@
-"""Small building blocks shared by the graph networks: activations by name and the MLP."""
+"""Small building blocks shared by the networks: activations by name, the MLPs (plain and
+gated) and the conditional layer norm that injects noise in the ensemble variant."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from squall.models.layer_kernels import LayerKernels
 
 # torch.nn activations that make sense between two Linear layers: element-wise, shape-preserving
 # and constructible without arguments. Softmax-like ones normalise across channels, GLU halves
@@ -32,12 +38,52 @@ def make_activation(name: str) -> nn.Module:
     return getattr(nn, name)()
 
 
+class ConditionalLayerNorm(nn.Module):
+    """LayerNorm whose scale and shift are predicted from a condition (batch, condition_channels)
+    such as a noise vector. Zero-initialised: with any condition it starts as a plain LayerNorm,
+    and the network learns how much the noise should move it."""
+
+    def __init__(self, channels: int, condition_channels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, elementwise_affine=False)
+        self.scale_shift = nn.Linear(condition_channels, 2 * channels)
+        nn.init.zeros_(self.scale_shift.weight)
+        nn.init.zeros_(self.scale_shift.bias)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.scale_shift(condition).chunk(2, dim=-1)
+        # condition (batch, C) broadcasts over every middle axis of x (batch, ..., channels)
+        shape = (condition.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+        normed = self.norm(x)
+        return normed * (1 + scale.reshape(shape).to(normed.dtype)) + shift.reshape(shape).to(
+            normed.dtype
+        )
+
+
+def make_norm(
+    channels: int, kernels: LayerKernels | None = None, condition_channels: int = 0
+) -> nn.Module:
+    """The configured norm, or a ConditionalLayerNorm when a condition (noise) is injected."""
+    if condition_channels > 0:
+        return ConditionalLayerNorm(channels, condition_channels)
+    return kernels.norm(channels) if kernels is not None else nn.LayerNorm(channels)
+
+
+def apply_norm(norm: nn.Module, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+    if isinstance(norm, ConditionalLayerNorm):
+        if condition is None:
+            raise ValueError("this layer is conditional (ensemble noise): pass a condition")
+        return norm(x, condition)
+    return norm(x)
+
+
 class MLP(nn.Module):
-    """Linear-act-(Linear-act)*-Linear, with an optional LayerNorm on the output.
+    """Linear-act-(Linear-act)*-Linear, with an optional norm on the output.
 
     `num_hidden_layers` counts the hidden (activated) layers of width `hidden_channels`. The
-    output LayerNorm keeps node and edge latents at unit scale, which matters because sums over
-    incoming edges would otherwise grow with the node degree layer after layer.
+    output norm keeps node and edge latents at unit scale, which matters because sums over
+    incoming edges would otherwise grow with the node degree layer after layer. With
+    `condition_channels` > 0 that norm is conditional (forward takes the condition).
     """
 
     def __init__(
@@ -48,19 +94,47 @@ class MLP(nn.Module):
         num_hidden_layers: int = 1,
         activation: str = "SiLU",
         layer_norm: bool = True,
+        kernels: LayerKernels | None = None,
+        condition_channels: int = 0,
     ) -> None:
         super().__init__()
         if num_hidden_layers < 1:
             raise ValueError(f"num_hidden_layers must be >= 1, got {num_hidden_layers}.")
-        layers: list[nn.Module] = [nn.Linear(in_channels, hidden_channels)]
-        layers.append(make_activation(activation))
+        linear = kernels.linear if kernels is not None else nn.Linear
+
+        def act() -> nn.Module:
+            return kernels.activation() if kernels is not None else make_activation(activation)
+
+        self.layers = nn.Sequential(*self._hidden(in_channels, hidden_channels, linear, act))
         for _ in range(num_hidden_layers - 1):
-            layers.append(nn.Linear(hidden_channels, hidden_channels))
-            layers.append(make_activation(activation))
-        layers.append(nn.Linear(hidden_channels, out_channels))
-        if layer_norm:
-            layers.append(nn.LayerNorm(out_channels))
-        self.layers = nn.Sequential(*layers)
+            self.layers.append(linear(hidden_channels, hidden_channels))
+            self.layers.append(act())
+        self.layers.append(linear(hidden_channels, out_channels))
+        self.norm = make_norm(out_channels, kernels, condition_channels) if layer_norm else None
+
+    def _hidden(self, in_channels, hidden_channels, linear, act) -> list[nn.Module]:
+        return [linear(in_channels, hidden_channels), act()]
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.layers(x)
+        return x if self.norm is None else apply_norm(self.norm, x, condition)
+
+
+class GatedLinearUnit(nn.Module):
+    """act(W_gate x) * (W_value x): the gated first layer of GLU-variant MLPs (SwiGLU with SiLU)."""
+
+    def __init__(self, in_channels: int, out_channels: int, linear, activation: nn.Module):
+        super().__init__()
+        self.gate = linear(in_channels, out_channels)
+        self.value = linear(in_channels, out_channels)
+        self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        return self.activation(self.gate(x)) * self.value(x)
+
+
+class GatedMLP(MLP):
+    """MLP whose first hidden layer is a gated linear unit (SwiGLU with the SiLU activation)."""
+
+    def _hidden(self, in_channels, hidden_channels, linear, act) -> list[nn.Module]:
+        return [GatedLinearUnit(in_channels, hidden_channels, linear, act())]

@@ -41,7 +41,8 @@ def model_variables(config: SquallConfig, dataset_variables: list[str]) -> list[
 def model_statistics(
     statistics: dict[str, Any], variables: list[str], timestep: str
 ) -> dict[str, list[float]]:
-    """Mean, stdev and `timestep` tendency stdev of `variables`, from a statistics file."""
+    """Mean, stdev, minimum, maximum (when the file has them) and `timestep` tendency stdev of
+    `variables`, from a statistics file."""
     index = {name: i for i, name in enumerate(statistics["variables"])}
     missing = [name for name in variables if name not in index]
     if missing:
@@ -60,6 +61,10 @@ def model_statistics(
         "mean": [float(statistics["mean"][i]) for i in pick],
         "stdev": [float(statistics["stdev"][i]) for i in pick],
         "tendency_stdev": [float(tendencies[timestep]["stdev"][i]) for i in pick],
+    } | {  # min-max / max normalisers and the minimum / maximum imputers need these
+        key: [float(statistics[key][i]) for i in pick]
+        for key in ("minimum", "maximum")
+        if key in statistics
     }
 
 

@@ -36,7 +36,10 @@ def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, An
         "computed_forcings": list(config.data.computed_forcings),
         "input_steps": config.task.input_steps,
         "timestep_seconds": int(frequency_to_timedelta(config.data.timestep).total_seconds()),
-        "network": config.model.model_dump(),
+        "network": config.model.model_dump(exclude={"preprocessing", "bounding", "layer_kernels"})
+        | {"layer_kernels": config.model.layer_kernels.model_dump(exclude_none=True)},
+        "preprocessing": config.model.preprocessing.model_dump(exclude_none=True),
+        "bounding": [entry.model_dump() for entry in config.model.bounding],
     }
 
 

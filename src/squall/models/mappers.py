@@ -1,0 +1,89 @@
+"""Mappers: move information from one node set to another (encoder data->hidden, decoder
+hidden->data) with one graph block (GNN or graph transformer), edge-chunked by target."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from squall.models.blocks import make_graph_block, target_chunks
+from squall.models.layer_kernels import LayerKernels
+
+
+class GraphMapper(nn.Module):
+    """Static edge attributes are embedded, one block updates the target nodes, and with
+    `update_sources` the source nodes get their own residual MLP: the encoder uses this so that
+    the data nodes it returns are worth using as skip features in the decoder.
+
+    `edge_index` (sorted by target) fixes the chunking: the targets are processed in
+    `num_chunks` groups (see blocks.target_chunks); with gradient checkpointing each group is
+    recomputed in backward, so training memory is bounded too. Returns (x_src_new, x_dst_new).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        node_channels: int,
+        edge_attr_channels: int,
+        edge_index: torch.Tensor,
+        num_targets: int,
+        mlp_hidden_layers: int = 1,
+        kernels: LayerKernels | None = None,
+        num_heads: int = 1,
+        num_chunks: int = 1,
+        update_sources: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        kernels = kernels or LayerKernels()
+        self.gradient_checkpointing = gradient_checkpointing
+        self.chunks = target_chunks(edge_index[1], num_targets, num_chunks)
+        self.edge_embedding = kernels.mlp(
+            edge_attr_channels, node_channels, node_channels, num_hidden_layers=mlp_hidden_layers
+        )
+        self.block = make_graph_block(kind, node_channels, mlp_hidden_layers, kernels, num_heads)
+        self.source_mlp = (
+            kernels.mlp(
+                node_channels, node_channels, node_channels, num_hidden_layers=mlp_hidden_layers
+            )
+            if update_sources
+            else None
+        )
+
+    def _update_targets(
+        self,
+        x_src: torch.Tensor,
+        x_dst: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.block(x_src, x_dst, edge_index, self.edge_embedding(edge_attr))[0]
+
+    def forward(
+        self,
+        x_src: torch.Tensor,
+        x_dst: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        recompute = self.gradient_checkpointing and torch.is_grad_enabled()
+        parts = []
+        for target_start, target_end, edge_start, edge_end in self.chunks:
+            local_index = edge_index[:, edge_start:edge_end] - edge_index.new_tensor(
+                [[0], [target_start]]
+            )
+            args = (
+                x_src,
+                x_dst[:, target_start:target_end],
+                local_index,
+                edge_attr[edge_start:edge_end],
+            )
+            if recompute:
+                parts.append(checkpoint(self._update_targets, *args, use_reentrant=False))
+            else:
+                parts.append(self._update_targets(*args))
+        x_dst = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        if self.source_mlp is not None:
+            x_src = x_src + self.source_mlp(x_src)
+        return x_src, x_dst

@@ -1,0 +1,18 @@
+rule predict:
+    """Forecasts from every initial time of the test split, from the exported model."""
+    input:
+        model="results/{experiment}/model.squall",
+        dataset=dataset_path,
+    output:
+        directory("results/{experiment}/forecasts.zarr"),
+    params:
+        test=lambda w: split(w, "test"),
+        lead_time=lambda w: experiment(w)["evaluation"]["lead_time"],
+    log:
+        "results/logs/{experiment}/predict.log",
+    benchmark:
+        "results/benchmarks/{experiment}/predict.tsv"
+    shell:
+        "squall predict {input.model} --dataset {input.dataset}"
+        " --start {params.test[start]} --end {params.test[end]} --lead-time {params.lead_time}"
+        " --out {output} > {log} 2>&1"
