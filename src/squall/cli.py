@@ -10,15 +10,29 @@ import sys
 def _dataset_create(args: argparse.Namespace) -> None:
     from squall.data.recipes import create_dataset
 
-    create_dataset(args.recipe, args.out)
+    create_dataset(args.recipe, args.out, resume=args.resume, progress=not args.quiet)
     print(f"wrote {args.out}")
 
 
 def _dataset_statistics(args: argparse.Namespace) -> None:
     from squall.data.statistics import create_statistics_file
 
-    create_statistics_file(args.dataset, args.out, args.start, args.end, args.tendency)
+    held_out = {name: tuple(getattr(args, name)) for name in ("validation", "test")}
+    create_statistics_file(
+        args.dataset,
+        args.out,
+        args.start,
+        args.end,
+        args.tendency,
+        held_out={name: period for name, period in held_out.items() if period},
+    )
     print(f"wrote {args.out}")
+
+
+def _dataset_inspect(args: argparse.Namespace) -> None:
+    from squall.data.inspect import describe_dataset
+
+    print(describe_dataset(args.dataset, count_nans=not args.no_nan_count))
 
 
 def _graph_create(args: argparse.Namespace) -> None:
@@ -51,6 +65,25 @@ def _config_validate(args: argparse.Namespace) -> None:
 
     validate_to_file(args.config_name, args.overrides, args.config_dir, args.out)
     print(f"config '{args.config_name}' is valid; resolved config written to {args.out}")
+
+
+def _config_generate(args: argparse.Namespace) -> None:
+    from squall.config.tools import generate
+
+    target = generate(args.dir, args.force)
+    print(f"copied the templates to {target}; use them with --config-dir {target}")
+
+
+def _config_dump(args: argparse.Namespace) -> None:
+    from squall.config.tools import dump
+
+    print(dump(args.config_name, args.overrides, args.config_dir), end="")
+
+
+def _config_schema(args: argparse.Namespace) -> None:
+    from squall.config.tools import json_schema
+
+    print(json_schema())
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -127,7 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     create = dataset.add_parser("create", help="recipe (YAML) -> anemoi-layout zarr")
     create.add_argument("recipe")
     create.add_argument("out")
+    create.add_argument(
+        "--resume", action="store_true", help="continue an interrupted build of the same recipe"
+    )
+    create.add_argument("--quiet", action="store_true", help="no progress bar")
     create.set_defaults(run=_dataset_create)
+    inspect = dataset.add_parser("inspect", help="variables, dates, grid, missing, NaN, stats")
+    inspect.add_argument("dataset")
+    inspect.add_argument("--no-nan-count", action="store_true", help="skip reading every date")
+    inspect.set_defaults(run=_dataset_inspect)
     stats = dataset.add_parser("statistics", help="statistics over the training period")
     stats.add_argument("dataset")
     stats.add_argument("out")
@@ -139,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="tendency interval, e.g. 6h (repeatable; default: 6h)",
     )
+    for held_out in ("validation", "test"):
+        stats.add_argument(
+            f"--{held_out}",
+            nargs=2,
+            default=(),
+            metavar=("START", "END"),
+            help=f"the {held_out} period: refused if it overlaps START..END of the statistics",
+        )
     stats.set_defaults(run=_dataset_statistics)
 
     graph = groups.add_parser("graph", help="build and inspect graphs").add_subparsers(
@@ -170,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--config-name", default="config")
     validate.add_argument("--out", required=True, help="where to write the resolved config")
     validate.set_defaults(run=_config_validate)
+    generate = config.add_parser("generate", help="copy the templates into a folder to edit")
+    generate.add_argument("dir", nargs="?", default="squall-configs")
+    generate.add_argument("--force", action="store_true")
+    generate.set_defaults(run=_config_generate)
+    dump = config.add_parser("dump", help="print the composed, validated config as YAML")
+    dump.add_argument("overrides", nargs="*")
+    dump.add_argument("--config-dir", default="configs/training")
+    dump.add_argument("--config-name", default="config")
+    dump.set_defaults(run=_config_dump)
+    schema = config.add_parser("schema", help="print the config's JSON schema (for editors)")
+    schema.set_defaults(run=_config_schema)
 
     train = groups.add_parser("train", help="train from a resolved config")
     train.add_argument("resolved")
@@ -218,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError, LookupError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, LookupError) as error:
         # User errors: the message says what to do; no traceback unless asked for.
         if os.environ.get("SQUALL_TRACEBACK"):
             raise

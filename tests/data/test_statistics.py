@@ -106,3 +106,51 @@ def test_bad_delta_and_empty_period(storm):
         compute_statistics(storm, "1996-01-14T00", "1996-01-14T06")
     with pytest.raises(ValueError, match="no dates between"):
         compute_statistics(storm, "1997", "1997")
+
+
+class _Synthetic:
+    """An in-memory dataset (synthetic values) for the accumulator's numerical behaviour."""
+
+    def __init__(self, data: np.ndarray):
+        self.data = data
+        self.dates = np.datetime64("2000-01-01", "s") + np.arange(len(data)) * np.timedelta64(
+            6, "h"
+        )
+        self.missing: set[int] = set()
+        self.variables = [f"v{j}" for j in range(data.shape[1])]
+        self.frequency = "6h"
+        self.coordinates_hash = "synthetic"
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.data[index]
+
+
+def test_accumulation_is_stable_for_large_offsets_and_skips_nan():
+    rng = np.random.default_rng(1)
+    # A drifting 1e8 offset and a spread of 1e-2: naive sums of squares lose every digit.
+    data = 1e8 + np.arange(200)[:, None, None, None] * 1e3 + rng.normal(0, 1e-2, (200, 1, 1, 50))
+    data[5, 0, 0, :10] = np.nan  # NaN values are skipped, not propagated
+    stats = compute_statistics(_Synthetic(data), "2000", "2000", tendency_deltas=["6h"])
+    finite = data[np.isfinite(data)]
+    np.testing.assert_allclose(stats["mean"], [finite.mean()], rtol=1e-14)
+    np.testing.assert_allclose(stats["stdev"], [finite.std()], rtol=1e-9)
+    assert stats["tendencies"]["6h"]["mean"][0] == pytest.approx(1e3, rel=1e-7)
+
+
+def test_statistics_period_overlapping_held_out_dates_is_refused(storm, tmp_path):
+    from squall.cli import main
+    from squall.data.statistics import create_statistics_file
+
+    with pytest.raises(StatisticsPeriodError, match="overlaps the validation period"):
+        create_statistics_file(
+            storm.path,
+            tmp_path / "s.json",
+            "1996-01-05",
+            "1996-01-17",
+            held_out={"validation": ("1996-01-17T00", "1996-01-18T18")},
+        )
+    assert not (tmp_path / "s.json").exists()
+    args = ["dataset", "statistics", str(storm.path), str(tmp_path / "ok.json")]
+    args += ["--start", TRAINING[0], "--end", TRAINING[1]]
+    assert main(args + ["--validation", "1996-01-17T00", "1996-01-18T18"]) == 0
+    assert main(args + ["--test", "1996-01-16", "1996-01-20"]) == 2  # a user error, reported

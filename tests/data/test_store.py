@@ -201,3 +201,24 @@ def test_refuses_to_replace_something_that_is_not_a_store(tmp_path, storm):
     with pytest.raises(FileExistsError, match="not a zarr store"):
         write_dataset(precious, **_arrays_of(storm))
     assert (precious / "thesis.txt").read_text() == "do not delete"
+
+
+def test_a_store_with_other_chunking_and_older_attributes_opens(tmp_path, storm):
+    """As anemoi-datasets may write it: several dates per chunk, points split across chunks,
+    `name_to_index` instead of `variables`, no squall attributes."""
+    source = open_dataset(storm)
+    values = source.read(slice(None), allow_missing=True)
+    group = zarr.open_group(tmp_path / "foreign.zarr", mode="w", zarr_format=2)
+    group.create_array("data", data=values, chunks=(5, 6, 1, 100))
+    for name in ("dates", "latitudes", "longitudes"):
+        group.create_array(name, data=np.asarray(getattr(source, name)))
+    group.attrs.update(
+        name_to_index={name: i for i, name in enumerate(VARIABLES)},
+        frequency="6h",
+        missing_dates=["1996-01-09T06:00:00"],
+    )
+    foreign = open_dataset(tmp_path / "foreign.zarr", start="1996-01-09")
+    assert foreign.variables == VARIABLES and foreign.missing == {1}
+    np.testing.assert_array_equal(foreign.read([0, 2, 3]), source.read([16, 18, 19]))
+    np.testing.assert_array_equal(foreign.read(5, points=slice(90, 210)), source[21][..., 90:210])
+    assert foreign.field_shape == (726,)

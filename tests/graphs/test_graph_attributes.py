@@ -4,7 +4,8 @@ import torch
 
 from squall.graphs.attributes import area_weights, edge_attributes
 from squall.graphs.edges import knn_edges
-from squall.graphs.nodes import icosahedral_nodes, latlon_to_xyz
+from squall.graphs.nodes import icosahedral_nodes
+from squall.graphs.spherical import latlon_to_xyz
 
 
 def test_edge_attributes_length_normalised_and_direction_unit():

@@ -2,13 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from squall.graphs.create import (
-    DEFAULT_GRAPH_CONFIG,
-    build_graph,
-    build_graph_from_config,
-    resolve_graph_config,
-)
-from squall.graphs.nodes import EARTH_RADIUS_KM, latlon_to_xyz
+from squall.graphs.create import build_graph, create_graph
+from squall.graphs.data_nodes import DataNodes
+from squall.graphs.spherical import EARTH_RADIUS_KM, latlon_to_xyz
 
 EDGE_TYPES = [("data", "to", "hidden"), ("hidden", "to", "hidden"), ("hidden", "to", "data")]
 
@@ -69,7 +65,7 @@ def test_storm_graph_at_refinement_five_with_a_smaller_margin(storm_grid):
 def test_hidden_nodes_out_of_encoder_reach_raise_a_clear_error(storm_grid):
     # At refinement 5 the mesh (~220 km) is finer than the grid (up to 260 km): hidden nodes
     # 300 km outside the domain are beyond a 0.6 x spacing cut-off.
-    with pytest.raises(ValueError, match="encoder_cutoff_factor") as error:
+    with pytest.raises(ValueError, match="encoder.cutoff_factor") as error:
         build_graph(*storm_grid, mesh_refinement=5, margin_km=300.0, encoder_cutoff_factor=0.6)
     assert "at least 1.1" in str(error.value) and "margin_km" in str(error.value)
 
@@ -80,11 +76,30 @@ def test_build_graph_rejects_swapped_coordinates(storm_grid):
         build_graph(longitudes, latitudes)
 
 
-def test_config_defaults_and_unknown_keys(storm_grid):
-    assert resolve_graph_config(None) == DEFAULT_GRAPH_CONFIG
-    with pytest.raises(ValueError, match="'mesh_refinment'.*'mesh_refinement'.*Valid keys"):
-        build_graph_from_config(*storm_grid, {"mesh_refinment": 4})
-    with pytest.raises(ValueError, match="decoder_knn must be a positive integer"):
-        resolve_graph_config({"decoder_knn": 0})
-    graph = build_graph_from_config(*storm_grid, {"mesh_refinement": 4, "decoder_knn": 4})
+def test_recipe_errors_name_the_key_and_the_nearest_valid_one(storm_grid):
+    data = DataNodes(*storm_grid)
+    with pytest.raises(ValueError, match="'hidden.refinment'.*Did you mean 'refinement'"):
+        create_graph(data, {"hidden": {"refinment": 4}})
+    with pytest.raises(ValueError, match="decoder.k=0"):
+        create_graph(data, {"decoder": {"type": "knn", "k": 0}})
+    graph = create_graph(
+        data, {"hidden": {"refinement": 4, "margin_km": 300.0}, "decoder": {"type": "knn", "k": 4}}
+    )
     assert graph["hidden", "to", "data"].edge_index.shape[1] == 4 * 726
+
+
+def test_masks_restrict_edges_to_the_masked_nodes(storm_grid):
+    latitudes, longitudes = storm_grid
+    north = latitudes >= 40.0
+    data = DataNodes(latitudes, longitudes, {"north": north})
+    recipe = {
+        "hidden": {"refinement": 4, "margin_km": 300.0},
+        "encoder": {"type": "cutoff", "cutoff_factor": 1.2},
+        "decoder": {"type": "knn", "k": 3, "target_mask": "north"},
+    }
+    graph = create_graph(data, recipe)
+    decoder = graph["hidden", "to", "data"].edge_index
+    assert set(decoder[1].unique().tolist()) == set(np.nonzero(north)[0].tolist())
+    assert torch.equal(graph["data"].north, torch.from_numpy(north))
+    with pytest.raises(ValueError, match="mask 'south' is not an attribute"):
+        create_graph(data, {**recipe, "decoder": {"type": "knn", "k": 3, "target_mask": "south"}})

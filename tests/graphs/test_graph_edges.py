@@ -8,7 +8,8 @@ from squall.graphs.edges import (
     multiscale_mesh_edges,
     reference_distance,
 )
-from squall.graphs.nodes import icosahedral_level_edges, icosahedral_nodes, latlon_to_xyz
+from squall.graphs.nodes import icosahedral_level_edges, icosahedral_nodes
+from squall.graphs.spherical import latlon_to_xyz
 
 
 def random_sphere_points(count: int, seed: int) -> np.ndarray:

@@ -5,15 +5,15 @@ import pytest
 import torch
 
 from squall.data.coordinates import coordinates_hash
-from squall.graphs.create import build_graph, resolve_graph_config
-from squall.graphs.io import GRAPH_FORMAT, graph_summary, load_graph, save_graph
+from squall.graphs.create import build_graph
+from squall.graphs.io import GRAPH_FORMAT, load_graph, save_graph
 
-CONFIG = resolve_graph_config({"mesh_refinement": 4})
+CONFIG = {"mesh_refinement": 4, "margin_km": 300.0, "encoder_cutoff_factor": 0.6}
 
 
 @pytest.fixture(scope="module")
 def graph_and_hash(storm_grid):
-    return build_graph(*storm_grid, **CONFIG), coordinates_hash(*storm_grid)
+    return build_graph(*storm_grid, mesh_refinement=4), coordinates_hash(*storm_grid)
 
 
 def test_round_trip_keeps_every_tensor(tmp_path, graph_and_hash):
@@ -49,10 +49,11 @@ def test_graph_for_another_grid_is_refused(tmp_path, graph_and_hash):
 
 def test_numpy_config_values_are_stored_as_plain_numbers(tmp_path, graph_and_hash):
     graph, grid_hash = graph_and_hash
-    config = {**CONFIG, "margin_km": np.float64(300.0), "decoder_knn": np.int64(3)}
+    config = {**CONFIG, "margin_km": np.float64(300.0), "nested": {"k": np.int64(3)}}
     path = save_graph(graph, tmp_path / "graph.pt", coordinates_hash=grid_hash, config=config)
     _, info = load_graph(path)
-    assert info["config"] == CONFIG and type(info["config"]["decoder_knn"]) is int
+    assert info["config"] == {**CONFIG, "nested": {"k": 3}}
+    assert type(info["config"]["nested"]["k"]) is int
 
 
 def test_save_is_atomic(tmp_path, graph_and_hash, monkeypatch):
@@ -76,10 +77,3 @@ def test_missing_or_foreign_files_give_clear_errors(tmp_path):
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a squall-graph/1 graph file"):
         load_graph(tmp_path / "other.pt")
-
-
-def test_summary_lists_counts(graph_and_hash):
-    graph, _ = graph_and_hash
-    summary = graph_summary(graph)
-    assert f"{graph['data'].num_nodes:,}" in summary
-    assert "hidden -> data" in summary and "mean in-degree 3.00" in summary

@@ -3,13 +3,12 @@ import pytest
 import trimesh
 
 from squall.graphs.nodes import (
-    EARTH_RADIUS_KM,
+    icosahedral_coarse_mask,
     icosahedral_level_edges,
     icosahedral_nodes,
-    latlon_to_xyz,
     restrict_to_area,
-    xyz_to_latlon,
 )
+from squall.graphs.spherical import EARTH_RADIUS_KM, latlon_to_xyz, xyz_to_latlon
 
 
 def great_circle_km(lat1, lon1, lat2, lon2):
@@ -95,3 +94,19 @@ def test_restrict_to_area_matches_great_circle_distance():
 def test_restrict_to_area_rejects_negative_margin():
     with pytest.raises(ValueError, match="margin_km"):
         restrict_to_area(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), margin_km=-1.0)
+
+
+def test_level_list_may_include_level_zero_and_rejects_finer_levels():
+    levels = icosahedral_level_edges(3, [0, 2])
+    assert [len(e) for e in levels] == [30, 30 * 16]
+    with pytest.raises(ValueError, match="finer than the mesh refinement 3"):
+        icosahedral_level_edges(3, [4])
+
+
+def test_coarse_mask_marks_the_coarse_vertices_in_sorted_order():
+    mask = icosahedral_coarse_mask(3, 1)
+    assert mask.sum() == 42
+    lat, lon, _ = icosahedral_nodes(3)
+    coarse_lat, coarse_lon, _ = icosahedral_nodes(1)
+    np.testing.assert_allclose(lat[mask], coarse_lat, atol=1e-12)
+    np.testing.assert_allclose(lon[mask], coarse_lon, atol=1e-12)

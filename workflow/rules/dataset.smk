@@ -12,4 +12,4 @@ rule dataset:
     benchmark:
         "results/benchmarks/dataset_{dataset}.tsv"
     shell:
-        "squall dataset create {input.recipe} {output} > {log} 2>&1"
+        "squall dataset create --quiet {input.recipe} {output} > {log} 2>&1"

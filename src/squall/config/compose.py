@@ -7,17 +7,25 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 from pydantic import BaseModel, ValidationError
 
+from squall.config.problems import ConfigError, Problem
 from squall.config.schema import SquallConfig
+from squall.config.semantics import semantic_problems
+from squall.config.targets import OPT_IN_KEY, target_problems
 
+# The shipped templates: a repository checkout's configs/training (squall installs editable).
+BUILTIN_CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "training"
 DEFAULT_CONFIG_DIR = Path("configs/training")
 
+_PLACEHOLDER = (
+    "must be set (it is ??? in the template): add it to your config file, or pass it on the "
+    "command line, e.g. `{key}=...`"
+)
 
-class ConfigError(ValueError):
-    """A config a user wrote (or overrode) that squall cannot run; the message says what to do."""
+__all__ = ["ConfigError", "compose_config", "load_config", "validate_config"]
 
 
 def compose_config(
@@ -25,33 +33,57 @@ def compose_config(
     overrides: list[str] | None = None,
     config_dir: str | Path = DEFAULT_CONFIG_DIR,
 ) -> dict:
-    """Hydra compose of `config_dir/config_name.yaml` with command-line style overrides."""
-    config_dir = Path(config_dir).resolve()
-    if not (config_dir / f"{config_name}.yaml").is_file():
-        available = sorted(p.stem for p in config_dir.glob("*.yaml"))
+    """Hydra compose of `config_name` with command-line style overrides.
+
+    `config_dir` (a user's folder, e.g. from `squall config generate`) comes first on the search
+    path; the shipped templates come after it, so a user's file shadows the shipped one.
+    """
+    config_dir = Path(config_dir)
+    if not config_dir.is_dir():
+        config_dir = BUILTIN_CONFIG_DIR
+    config_dir = config_dir.resolve()
+    search = [config_dir] + ([BUILTIN_CONFIG_DIR] if config_dir != BUILTIN_CONFIG_DIR else [])
+    if not any((d / f"{config_name}.yaml").is_file() for d in search):
+        available = sorted({p.stem for d in search for p in d.glob("*.yaml")})
         raise ConfigError(
-            f"no training config '{config_name}' in {config_dir}; top-level configs there: "
-            f"{', '.join(available) or 'none'}"
+            [
+                Problem(
+                    "config-name",
+                    (
+                        f"no training config '{config_name}' in {' or '.join(map(str, search))}; "
+                        f"top-level configs there: {', '.join(available) or 'none'}"
+                    ),
+                )
+            ]
         )
+    extra = [f"hydra.searchpath=[file://{BUILTIN_CONFIG_DIR}]"] if len(search) > 1 else []
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
-        cfg = compose(config_name=config_name, overrides=list(overrides or []))
     try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as error:
-        key = error.full_key
-        raise ConfigError(
-            f"'{key}' must be set (it is ??? in the template): add it to your config file, or "
-            f"pass it on the command line, e.g. `{key}=...`"
-        ) from None
+        with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+            cfg = compose(config_name=config_name, overrides=[*extra, *(overrides or [])])
+    except HydraException as error:
+        raise ConfigError([Problem("overrides", f"{error}".splitlines()[0])]) from None
+    # Placeholders still `???` stay in the tree: validate_config reports them with the rest.
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 
 
 def validate_config(raw: dict) -> SquallConfig:
-    """Check a composed config against the schema; errors name the key, the value and a fix."""
+    """Check a composed config: schema, `_target_` allowlist, then the semantic rules. Every
+    problem is reported at once, each with its key, the bad value and a fix."""
+    raw = dict(raw)
+    allow_any_target = bool(raw.pop(OPT_IN_KEY, False))
+    placeholders = sorted(_placeholders(raw))
+    problems = [Problem(key, _PLACEHOLDER.format(key=key)) for key in placeholders]
+    problems += [] if allow_any_target else target_problems(raw)
     try:
-        return SquallConfig.model_validate(raw)
+        config = SquallConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(_explain(error)) from None
+        schema = [p for p in _explain(error) if p.key not in placeholders]
+        raise ConfigError(problems + schema) from None
+    problems = problems or semantic_problems(config)  # semantics only of a well-formed tree
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def load_config(
@@ -62,26 +94,45 @@ def load_config(
     return validate_config(compose_config(config_name, overrides, config_dir))
 
 
-def _explain(error: ValidationError) -> str:
-    lines = [f"the training config has {error.error_count()} problem(s):"]
+def _placeholders(tree: object, path: str = "") -> list[str]:
+    """Keys whose value is still Hydra's mandatory-value marker `???`."""
+    if isinstance(tree, dict):
+        found = []
+        for key, value in tree.items():
+            found += _placeholders(value, f"{path}.{key}" if path else str(key))
+        return found
+    return [path] if tree == "???" else []
+
+
+def _explain(error: ValidationError) -> list[Problem]:
+    problems = []
     for item in error.errors():
         location = [str(part) for part in item["loc"]]
+        # A list or tuple item is reported against the list itself: `betas`, not `betas.1`.
+        items = [part for part in item["loc"] if isinstance(part, int)]
+        location = [
+            part
+            for part, raw in zip(location, item["loc"], strict=True)
+            if not isinstance(raw, int)
+        ]
         key = ".".join(location)
+        if items and item["type"] == "missing":
+            problems.append(Problem(key, f"has too few items (item {items[-1]} is missing)"))
+            continue
         if item["type"] == "extra_forbidden":
             valid = _valid_keys(SquallConfig, location[:-1])
             close = difflib.get_close_matches(location[-1], valid, n=1)
             hint = (
                 f"did you mean '{'.'.join([*location[:-1], close[0]])}'?"
                 if close
-                else (f"valid keys here: {', '.join(sorted(valid))}")
+                else f"valid keys here: {', '.join(sorted(valid))}"
             )
-            lines.append(f"- unknown key '{key}': {hint}")
+            problems.append(Problem(key, f"unknown key; {hint}"))
         elif item["type"] == "missing":
-            lines.append(f"- '{key}' is required: set it in your config or as `{key}=...`")
+            problems.append(Problem(key, f"is required: set it in your config or as `{key}=...`"))
         else:
-            value = item.get("input")
-            lines.append(f"- '{key}' = {value!r}: {item['msg']}")
-    return "\n".join(lines)
+            problems.append(Problem(key, f"got {item.get('input')!r}: {item['msg']}"))
+    return problems
 
 
 def _valid_keys(model: type[BaseModel], path: list[str]) -> list[str]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from squall.data.dates import frequency_to_string, frequency_to_timedelta
 
@@ -23,24 +30,34 @@ class DataConfig(Strict):
     # made on the fly by the model; names are checked by the pre-flight against the model's list
     computed_forcings: list[str] = []
 
-    @field_validator("frequency", "timestep")
+    @field_validator("frequency")
     @classmethod
     def _is_duration(cls, value: str) -> str:
         frequency_to_timedelta(value)
         return value
 
-    @model_validator(mode="after")
-    def _timestep_multiple_of_frequency(self) -> DataConfig:
-        step, freq = frequency_to_timedelta(self.timestep), frequency_to_timedelta(self.frequency)
-        if step % freq:
-            raise ValueError(
-                f"data.timestep={self.timestep} is not a multiple of data.frequency="
-                f"{self.frequency}: pick a timestep such as {frequency_to_string(freq * 2)}"
-            )
-        overlap = set(self.forcing) & set(self.diagnostic)
+    # Field validators (not a model validator) so that the error names the exact key.
+    @field_validator("timestep")
+    @classmethod
+    def _multiple_of_frequency(cls, value: str, info: ValidationInfo) -> str:
+        step = frequency_to_timedelta(value)
+        if "frequency" in info.data:
+            frequency = frequency_to_timedelta(info.data["frequency"])
+            if step % frequency or step < frequency:
+                raise ValueError(
+                    f"not a multiple of data.frequency={info.data['frequency']}: pick a "
+                    f"timestep such as {frequency_to_string(frequency)} or "
+                    f"{frequency_to_string(frequency * 2)}"
+                )
+        return value
+
+    @field_validator("diagnostic")
+    @classmethod
+    def _not_also_forcing(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        overlap = sorted(set(value) & set(info.data.get("forcing", [])))
         if overlap:
-            raise ValueError(f"variables {sorted(overlap)} cannot be both forcing and diagnostic")
-        return self
+            raise ValueError(f"{overlap} cannot be both forcing (input only) and diagnostic")
+        return value
 
 
 class Window(Strict):
@@ -61,14 +78,19 @@ class OptionalWindow(Window):
     end: str | None = None
 
 
-class PerStage(Strict):
-    training: int
-    validation: int
+class BatchSizes(Strict):
+    training: int = Field(ge=1)
+    validation: int = Field(ge=1)
+
+
+class LoaderWorkers(Strict):
+    training: int = Field(ge=0)
+    validation: int = Field(ge=0)
 
 
 class DataloaderConfig(Strict):
-    batch_size: PerStage = PerStage(training=4, validation=8)
-    num_workers: PerStage = PerStage(training=0, validation=0)
+    batch_size: BatchSizes = BatchSizes(training=4, validation=8)
+    num_workers: LoaderWorkers = LoaderWorkers(training=0, validation=0)
     training: Window
     validation: Window
     test: OptionalWindow = OptionalWindow()  # evaluation; statistics must not overlap it

@@ -148,7 +148,7 @@ class ForecastDataModule(pl.LightningDataModule):
         self.seed = seed
 
     def _loader(self, stage: str, shuffle: bool) -> ResumableDataLoader:
-        trainer = self._trainer if hasattr(self, "_trainer") else None
+        trainer = getattr(self, "trainer", None)  # set by Lightning; None when used alone
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         sampler = EpochSampler(
             len(self.samples[stage]), seed=self.seed, shuffle=shuffle, rank=rank, world_size=world

@@ -40,29 +40,33 @@ class StatisticsPeriodError(ValueError):
 
 
 class _Accumulator:
-    """Per-variable count, sum, sum of squares, min and max in float64, one date at a time.
+    """Per-variable count, mean, sum of squared deviations (M2), min and max in float64.
 
-    Values are shifted by the first date's mean before summing, so that the variance of a
-    field like pressure (1e5 Pa, spread 1e3 Pa) does not drown in rounding.
+    Each date's fields are reduced to (count, mean, M2) and merged with the running totals by
+    Chan et al.'s pairwise update, so the variance of a field like pressure (1e5 Pa, spread
+    1e3 Pa) keeps its digits over any number of dates, and memory is one date.
     """
 
     def __init__(self, n_variables: int):
         self.count = np.zeros(n_variables, dtype=np.int64)
-        self.shift: np.ndarray | None = None
-        self.sums = np.zeros(n_variables)
-        self.squares = np.zeros(n_variables)
+        self.mean = np.zeros(n_variables)
+        self.m2 = np.zeros(n_variables)
         self.minimum = np.full(n_variables, np.inf)
         self.maximum = np.full(n_variables, -np.inf)
 
     def add(self, field: np.ndarray) -> None:
         values = np.asarray(field, dtype=np.float64).reshape(field.shape[0], -1)  # (vars, values)
-        finite = np.isfinite(values)
-        if self.shift is None:  # the first date's mean (0 for a variable with no value there)
-            self.shift = np.where(finite, values, 0.0).sum(axis=1) / np.maximum(finite.sum(1), 1)
-        shifted = np.where(finite, values - self.shift[:, None], 0.0)
-        self.count += finite.sum(axis=1)
-        self.sums += shifted.sum(axis=1)
-        self.squares += (shifted**2).sum(axis=1)
+        finite = np.isfinite(values)  # NaN-aware: absent values do not count
+        count = finite.sum(axis=1)
+        safe = np.maximum(count, 1)
+        mean = np.where(finite, values, 0.0).sum(axis=1) / safe
+        m2 = (np.where(finite, values - mean[:, None], 0.0) ** 2).sum(axis=1)
+        total = self.count + count
+        delta = mean - self.mean
+        weight = np.divide(count, total, out=np.zeros_like(mean), where=total > 0)
+        self.mean = self.mean + delta * weight
+        self.m2 = self.m2 + m2 + delta**2 * self.count * weight
+        self.count = total
         self.minimum = np.minimum(self.minimum, np.where(finite, values, np.inf).min(axis=1))
         self.maximum = np.maximum(self.maximum, np.where(finite, values, -np.inf).max(axis=1))
 
@@ -70,11 +74,9 @@ class _Accumulator:
         empty = [name for name, n in zip(variables, self.count, strict=True) if n == 0]
         if empty:
             raise ValueError(f"no finite values of {empty} for the {what}: widen the period")
-        mean_shifted = self.sums / self.count
-        variance = np.maximum(self.squares / self.count - mean_shifted**2, 0.0)
         return {
-            "mean": mean_shifted + self.shift,
-            "stdev": np.sqrt(variance),
+            "mean": self.mean.copy(),
+            "stdev": np.sqrt(np.maximum(self.m2 / self.count, 0.0)),
             "minimum": self.minimum,
             "maximum": self.maximum,
         }
@@ -214,8 +216,14 @@ def create_statistics_file(
     start: DateLike,
     end: DateLike,
     tendency_deltas: list[str] | tuple[str, ...] | None = None,
+    held_out: dict[str, tuple[DateLike, DateLike]] | None = None,
 ) -> Path:
-    """The statistics stage: statistics of a store over the training period, written as JSON."""
+    """The statistics stage: statistics of a store over the training period, written as JSON.
+
+    `held_out` names periods the statistics must not see, e.g. {"validation": (start, end)}:
+    a period start..end that overlaps one of them is refused before anything is read.
+    """
+    check_statistics_period({"period": {"start": start, "end": end}}, held_out or {})
     dataset = open_dataset(dataset_path)
     stats = compute_statistics(dataset, start, end, tuple(tendency_deltas or ("6h",)))
     return write_statistics_json(stats, out_path)

@@ -26,67 +26,88 @@ def hidden_name(level: int) -> str:
     return "hidden" if level == 0 else f"hidden_{level + 1}"
 
 
-def _mask(graph: HeteroData, node_set: str, name: str | None, role: str) -> np.ndarray | None:
-    if name is None:
-        return None
-    if name not in graph[node_set]:
-        present = [key for key in graph[node_set].keys() if key not in ("x",)]
-        raise ValueError(
-            f"{role} mask {name!r} is not an attribute of the {node_set!r} nodes; they have "
-            f"{present}"
+class _Builder:
+    """Holds the graph under construction and its float64 coordinates (the float32 copies in
+    the graph would make edge attributes depend on how a longitude was written)."""
+
+    def __init__(self, recipe: GraphRecipe) -> None:
+        self.recipe = recipe
+        self.graph = HeteroData()
+        self.latlon: dict[str, np.ndarray] = {}
+        self.xyz: dict[str, np.ndarray] = {}
+
+    def add_nodes(self, name: str, latlon_rad: np.ndarray) -> None:
+        self.latlon[name] = latlon_rad
+        self.xyz[name] = latlon_to_xyz(latlon_rad[:, 0], latlon_rad[:, 1])
+        self.graph[name].x = torch.from_numpy(latlon_rad.astype(np.float32))
+
+    def _mask(self, node_set: str, name: str | None, role: str) -> np.ndarray | None:
+        if name is None:
+            return None
+        if name not in self.graph[node_set]:
+            present = [key for key in self.graph[node_set].keys() if key != "x"]
+            raise ValueError(
+                f"{role} mask {name!r} is not an attribute of the {node_set!r} nodes; they have "
+                f"{present or 'none'}"
+            )
+        return self.graph[node_set][name].numpy().astype(bool)
+
+    def _edge_index(
+        self, recipe: EdgeRecipe, source: str, target: str, hidden: HiddenNodes | None
+    ) -> torch.Tensor:
+        if recipe.type == "multiscale":  # the kept nodes' icosahedral mesh edges
+            assert hidden is not None and hidden.keep is not None and hidden.refinement is not None
+            levels = recipe.levels
+            if levels is not None:  # coarser levels of a hierarchy use the levels they have
+                levels = [level for level in levels if level <= hidden.refinement]
+            return multiscale_mesh_edges(
+                icosahedral_level_edges(hidden.refinement, levels), hidden.keep
+            )
+        if recipe.type == "knn":
+            builder = partial(knn_edges, k=recipe.k)
+        else:
+            builder = partial(
+                cutoff_edges,
+                cutoff_factor=recipe.cutoff_factor,
+                max_neighbours=recipe.max_neighbours,
+            )
+        source_mask = self._mask(source, recipe.source_mask, "source")
+        target_mask = self._mask(target, recipe.target_mask, "target")
+        if source_mask is None and target_mask is None:
+            return builder(self.xyz[source], self.xyz[target])
+        return masked_edges(builder, self.xyz[source], self.xyz[target], source_mask, target_mask)
+
+    def add_edges(
+        self,
+        role: str,
+        edge_type: tuple[str, str, str],
+        recipe: EdgeRecipe,
+        hidden: HiddenNodes | None = None,
+    ) -> None:
+        source, _, target = edge_type
+        try:
+            edge_index = self._edge_index(recipe, source, target, hidden)
+        except ValueError as error:
+            hint = ""
+            margin = self.recipe.hidden.margin_km
+            if role == "encoder" and recipe.type == "cutoff" and margin is not None:
+                hint = (
+                    f" Hidden nodes are kept up to hidden.margin_km={margin} km from the data: "
+                    "raise encoder.cutoff_factor, lower hidden.margin_km, or use a coarser "
+                    f"hidden.refinement (now {self.recipe.hidden.refinement})."
+                )
+            raise ValueError(
+                f"{role} edges ({source} -> {target}, {recipe.type}): {error}.{hint}"
+            ) from error
+        norms = self.recipe.edge_attributes
+        self.graph[edge_type].edge_index = edge_index
+        self.graph[edge_type].edge_attr = edge_attributes(
+            self.latlon[source],
+            self.latlon[target],
+            edge_index,
+            norms.length_norm,
+            norms.direction_norm,
         )
-    return graph[node_set][name].numpy().astype(bool)
-
-
-def _edge_index(
-    recipe: EdgeRecipe,
-    graph: HeteroData,
-    source: str,
-    target: str,
-    hidden: HiddenNodes | None = None,
-) -> torch.Tensor:
-    source_xyz = latlon_to_xyz(*graph[source].x.double().numpy().T)
-    target_xyz = latlon_to_xyz(*graph[target].x.double().numpy().T)
-    if recipe.type == "knn":
-        builder = partial(knn_edges, k=recipe.k)
-    elif recipe.type == "cutoff":
-        builder = partial(
-            cutoff_edges, cutoff_factor=recipe.cutoff_factor, max_neighbours=recipe.max_neighbours
-        )
-    else:  # multiscale: the kept nodes' icosahedral mesh edges; masks don't apply
-        assert hidden is not None and hidden.keep is not None and hidden.refinement is not None
-        levels = recipe.levels
-        if levels is not None:  # coarser levels of a hierarchy use the levels they have
-            levels = [level for level in levels if level <= hidden.refinement]
-        levels = icosahedral_level_edges(hidden.refinement, levels)
-        return multiscale_mesh_edges(levels, hidden.keep)
-    source_mask = _mask(graph, source, recipe.source_mask, "source")
-    target_mask = _mask(graph, target, recipe.target_mask, "target")
-    if source_mask is None and target_mask is None:
-        return builder(source_xyz, target_xyz)
-    return masked_edges(builder, source_xyz, target_xyz, source_mask, target_mask)
-
-
-def _add_edges(
-    graph: HeteroData,
-    edge_type: tuple[str, str, str],
-    recipe: EdgeRecipe,
-    attributes_recipe,
-    hidden: HiddenNodes | None = None,
-) -> None:
-    source, _, target = edge_type
-    try:
-        edge_index = _edge_index(recipe, graph, source, target, hidden)
-    except ValueError as error:
-        raise ValueError(f"{source} -> {target} edges ({recipe.type}): {error}") from error
-    graph[edge_type].edge_index = edge_index
-    graph[edge_type].edge_attr = edge_attributes(
-        graph[source].x,
-        graph[target].x,
-        edge_index,
-        attributes_recipe.length_norm,
-        attributes_recipe.direction_norm,
-    )
 
 
 def create_graph(data: DataNodes, recipe: GraphRecipe | dict | None = None) -> HeteroData:
@@ -96,31 +117,30 @@ def create_graph(data: DataNodes, recipe: GraphRecipe | dict | None = None) -> H
     per level. Data nodes keep the grid's order; hidden nodes are sorted by latitude, longitude.
     """
     recipe = recipe if isinstance(recipe, GraphRecipe) else load_recipe(recipe)
-    graph = HeteroData()
+    builder = _Builder(recipe)
     latlon = data.latlon_rad
-    graph["data"].x = torch.from_numpy(latlon.astype(np.float32))
+    builder.add_nodes("data", latlon)
     weights = recipe.data.area_weights
-    graph["data"].area_weight = area_weights(
+    builder.graph["data"].area_weight = area_weights(
         latlon[:, 0], latlon[:, 1], weights.method, weights.norm
     )
     for name, mask in data.masks.items():
-        graph["data"][name] = torch.from_numpy(np.asarray(mask, dtype=bool))
+        builder.graph["data"][name] = torch.from_numpy(np.asarray(mask, dtype=bool))
     levels = build_hidden_levels(data, recipe.hidden)
     for level, nodes in enumerate(levels):
-        graph[hidden_name(level)].x = torch.from_numpy(nodes.latlon_rad.astype(np.float32))
+        builder.add_nodes(hidden_name(level), nodes.latlon_rad)
 
-    attributes = recipe.edge_attributes
-    _add_edges(graph, ENCODER, recipe.encoder, attributes)
+    builder.add_edges("encoder", ENCODER, recipe.encoder)
     for level, nodes in enumerate(levels):
         name = hidden_name(level)
         if level > 0:
             finer = hidden_name(level - 1)
-            _add_edges(graph, (finer, "to", name), recipe.down, attributes)
-            _add_edges(graph, (name, "to", finer), recipe.up, attributes)
+            builder.add_edges("down", (finer, "to", name), recipe.down)
+            builder.add_edges("up", (name, "to", finer), recipe.up)
         if recipe.processor is not None:
-            _add_edges(graph, (name, "to", name), recipe.processor, attributes, nodes)
-    _add_edges(graph, DECODER, recipe.decoder, attributes)
-    return graph
+            builder.add_edges("processor", (name, "to", name), recipe.processor, nodes)
+    builder.add_edges("decoder", DECODER, recipe.decoder)
+    return builder.graph
 
 
 def build_graph(

@@ -54,6 +54,7 @@ def icosahedral_nodes(refinement: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     vertices, edges = _icosphere(refinement)
     order, rank = _sorting(vertices)
     lat, lon = xyz_to_latlon(vertices[order])
+    lon = np.mod(lon + np.pi, 2 * np.pi) - np.pi  # [-pi, pi), as sorted
     return lat, lon, np.sort(rank[edges], axis=1)
 
 

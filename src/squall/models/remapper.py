@@ -41,7 +41,7 @@ def _inverse(method: str, y: torch.Tensor, lmbda: float) -> torch.Tensor:
     return (lmbda * y + 1).clamp_min(0).pow(1 / lmbda)
 
 
-def remap_scalar(method: str, value: float, lmbda: float = 0.0) -> float:
+def remap_scalar(method: str, lmbda: float, value: float) -> float:
     """The remapped value of one number (for statistics and bounds)."""
     return float(_forward(method, torch.tensor(value, dtype=torch.float64), lmbda))
 
@@ -79,7 +79,7 @@ class Remapper(nn.Module):
             for method, lmbda in sorted(set(remaps.values()))
         ]
 
-    def _apply(self, x: torch.Tensor, columns: torch.Tensor | None, inverse: bool) -> torch.Tensor:
+    def _transform(self, x: torch.Tensor, columns: torch.Tensor | None, inverse: bool) -> torch.Tensor:
         if not self.groups:
             return x
         position = None if columns is None else {int(c): i for i, c in enumerate(columns)}
@@ -95,7 +95,7 @@ class Remapper(nn.Module):
         return out
 
     def remap(self, x: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
-        return self._apply(x, columns, inverse=False)
+        return self._transform(x, columns, inverse=False)
 
     def unmap(self, x: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
-        return self._apply(x, columns, inverse=True)
+        return self._transform(x, columns, inverse=True)
