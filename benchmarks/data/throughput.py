@@ -30,7 +30,7 @@ import torch
 import zarr
 from torch.utils.data import DataLoader
 
-from squall.data.datamodule import ForecastSamples
+from squall.data.datamodule import SPARE_BATCH_BUFFERS, ForecastSamples, collate_batches
 from squall.data.sampling import EpochSampler
 from squall.data.store_write import StoreBuilder
 
@@ -89,8 +89,10 @@ def raw_rate(path: Path, anchors: np.ndarray, processes: int) -> float:
 def loader_rate(samples: ForecastSamples, count: int, workers: int, epoch: int) -> float:
     sampler = EpochSampler(len(samples), seed=0, shuffle=True)
     sampler.set_epoch(epoch)
+    samples.batch_buffers = 2 + SPARE_BATCH_BUFFERS  # as ResumableDataLoader sets it
     loader = DataLoader(samples, batch_size=1, sampler=sampler, num_workers=workers,
-                        prefetch_factor=2, multiprocessing_context="fork")  # fmt: skip
+                        prefetch_factor=2, multiprocessing_context="fork",
+                        collate_fn=collate_batches)  # fmt: skip
     iterator = iter(loader)
     next(iterator)  # workers started and the first sample made: not timed
     began = time.perf_counter()
@@ -101,23 +103,24 @@ def loader_rate(samples: ForecastSamples, count: int, workers: int, epoch: int) 
     return count / elapsed
 
 
-def worker_peak_heap(samples: ForecastSamples, count: int) -> tuple[int, int]:
-    """(peak traced heap while building `count` samples, bytes of one sample), in a child."""
+def worker_peak_heap(samples: ForecastSamples, count: int) -> int:
+    """Peak traced heap (numpy and Python; the batch tensor itself is torch's, not traced) of a
+    child process building `count` batches of one sample the way a loader worker does."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
 
     def measure():
         tracemalloc.start()
         for i in range(count):
-            item = samples[i]
-            del item
+            batch = samples.__getitems__([i])
+            del batch
         queue.put(tracemalloc.get_traced_memory()[1])
 
     process = ctx.Process(target=measure)
     process.start()
     peak = queue.get()
     process.join()
-    return peak, 3 * VARIABLES * POINTS * 4
+    return peak
 
 
 def main() -> None:
@@ -160,10 +163,12 @@ def main() -> None:
               f"{row['squall_samples_per_s']:.1f}/s, ratio {row['ratio']:.2f}  "
               f"(raw {[round(r, 1) for r in raw]}, squall {[round(r, 1) for r in ours]})",
               flush=True)  # fmt: skip
-    peak, sample_bytes = worker_peak_heap(samples, 10)
+    peak, sample_bytes = worker_peak_heap(samples, 10), 3 * VARIABLES * POINTS * 4
     results["worker_peak_heap_bytes"], results["sample_bytes"] = peak, sample_bytes
-    print(f"worker peak heap while building samples: {peak / 1e6:.0f} MB = "
-          f"{peak / sample_bytes:.2f} samples of {sample_bytes / 1e6:.0f} MB")  # fmt: skip
+    results["shared_batch_buffers_per_worker"] = samples.batch_buffers
+    print(f"sample: {sample_bytes / 1e6:.1f} MB; worker private heap peak while building samples: "
+          f"{peak / 1e6:.1f} MB = {peak / sample_bytes:.2f} samples; plus "
+          f"{samples.batch_buffers} shared-memory batch buffers per worker (the loader's queue)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -52,7 +52,7 @@ CORPUS = [
         "greater than or equal to 0",
     ),
     ({"training.gradient_clip_val": "-1"}, "training.gradient_clip_val", "greater than 0"),
-    ({"training.loss": "l7"}, "training.loss", "mse"),
+    ({"training.loss": "l7"}, "training.loss.name", "huber"),
     ({"training.seed": "seven"}, "training.seed", "valid integer"),
     ({"training.deterministic": "maybe"}, "training.deterministic", "valid boolean"),
     (
@@ -103,6 +103,8 @@ CORPUS = [
     ({"dataloader.training.start": "soon"}, "dataloader.training", "soon"),
     ({"+data._target_": "os.system"}, "data._target_", "allowlist"),
     ({"model": "no_such_model"}, "overrides", "no_such_model"),
+    ({"training.loss.scalers": "[area,lat]"}, "training.loss.scalers", "'lat'"),
+    ({"training.loss.name": "l1"}, "training.loss.name", "huber"),
 ]
 
 

@@ -234,6 +234,26 @@ class LrScheduleConfig(Strict):
     min_lr: float = Field(1e-5, ge=0)
 
 
+class LossConfig(Strict):
+    name: Literal["mse", "rmse", "mae", "huber", "logcosh", "combined"] = "mse"
+    scalers: list[str] = ["*"]  # '*' all of training.scalers, '!name' to leave one out
+    ignore_nans: bool = False
+    delta: float | None = Field(None, gt=0)  # huber only
+    losses: list[LossConfig] = []  # combined only
+    weights: list[float] = []  # combined only
+
+    def as_settings(self) -> dict[str, Any]:
+        """The dict squall.training.losses.build_loss takes."""
+        if self.name == "combined":
+            return {
+                "name": "combined",
+                "weights": self.weights or [1.0] * len(self.losses),
+                "losses": [loss.as_settings() for loss in self.losses],
+            }
+        settings = {"name": self.name, "scalers": self.scalers, "ignore_nans": self.ignore_nans}
+        return settings | ({"delta": self.delta} if self.delta is not None else {})
+
+
 class TrainingConfig(Strict):
     seed: int = 42
     # Deterministic kernels where torch has them; ops without one (scatter-adds on CUDA) warn.
@@ -244,7 +264,14 @@ class TrainingConfig(Strict):
     optimizer: OptimizerConfig = OptimizerConfig()
     lr_schedule: LrScheduleConfig = LrScheduleConfig()
     gradient_clip_val: float | None = Field(1.0, gt=0)
-    loss: Literal["mse"] = "mse"
+    loss: LossConfig = LossConfig()
+    # name -> settings; see squall.training.scalers. A loss selects them by name.
+    scalers: dict[str, dict[str, Any]] = {"area": {"node_attribute": "area_weight"}}
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value  # `loss: mae` for short
 
 
 class SquallConfig(Strict):

@@ -42,5 +42,30 @@ def split_problems(config: SquallConfig) -> list[Problem]:
     return problems
 
 
+def scaler_problems(config: SquallConfig) -> list[Problem]:
+    """Every scaler a loss names must be defined in training.scalers."""
+    defined = set(config.training.scalers)
+    problems = []
+
+    def check(loss, key: str) -> None:
+        for index, part in enumerate(loss.losses):
+            check(part, f"{key}.losses[{index}]")
+        for entry in loss.scalers:
+            name = entry.removeprefix("!")
+            if name != "*" and name not in defined:
+                problems.append(
+                    Problem(
+                        f"{key}.scalers",
+                        (
+                            f"names the scaler {name!r}, which training.scalers does not define "
+                            f"(defined: {sorted(defined) or 'none'})"
+                        ),
+                    )
+                )
+
+    check(config.training.loss, "training.loss")
+    return problems
+
+
 def semantic_problems(config: SquallConfig) -> list[Problem]:
-    return split_problems(config)
+    return split_problems(config) + scaler_problems(config)

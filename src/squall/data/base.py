@@ -46,8 +46,12 @@ class Dataset:
     field_shape: tuple[int, ...]
     ensembles: int
 
-    def _read_rows(self, positions: np.ndarray, points: Points) -> np.ndarray:
-        """(len(positions), variables, ensembles, points) for sorted or unsorted positions."""
+    def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
+        """(len(positions), variables, ensembles, points) for sorted or unsorted positions.
+
+        `out`, a float32 array of that shape, may be filled and returned instead of a new
+        array (a reader reusing one buffer avoids the page faults of a fresh allocation).
+        """
         raise NotImplementedError
 
     def _statistics(self, prefix: str, what: str) -> dict[str, np.ndarray]:
@@ -82,6 +86,12 @@ class Dataset:
             positions = np.arange(len(self))[np.asarray(index, dtype=np.int64)]
         self._check_missing(positions, allow_missing)
         return self._read_rows(positions, points)
+
+    def read_into(self, positions, out: np.ndarray, points: Points = None) -> np.ndarray:
+        """Present dates at `positions` into `out` where the view can (else a new array)."""
+        positions = np.arange(len(self))[np.asarray(positions, dtype=np.int64)]
+        self._check_missing(positions, allow_missing=False)
+        return self._read_rows(positions, points, out=out)
 
     def _check_missing(self, positions, allow_missing: bool) -> None:
         hit = sorted(self.missing.intersection(int(p) for p in positions))

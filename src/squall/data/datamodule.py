@@ -20,6 +20,18 @@ from squall.data.sampling import EpochSampler, sample_offsets, valid_anchors
 from squall.data.store import open_dataset
 
 
+# Batch buffers per loader worker beyond the loader's prefetch_factor, reused in turn: a batch
+# stays intact until its worker has made prefetch_factor + SPARE_BATCH_BUFFERS more. The loader
+# keeps at most prefetch_factor batches per worker in flight, Lightning prefetches one and the
+# training step holds one; a consumer that keeps batches longer than that must clone them.
+SPARE_BATCH_BUFFERS = 4
+
+
+def collate_batches(batch: Any) -> Any:
+    """The loader's collate_fn: ForecastSamples.__getitems__ already returns a whole batch."""
+    return batch if isinstance(batch, dict) else torch.utils.data.default_collate(batch)
+
+
 def grid_shard(num_points: int, shard: int, shards: int) -> slice:
     """The contiguous points of shard `shard` of `shards` (sizes differ by at most one)."""
     if not 0 <= shard < shards:
@@ -69,19 +81,64 @@ class ForecastSamples(Dataset):
                 f"the dates at offsets {self.offsets.tolist()} all present; widen the window"
             )
         self.epoch_seconds = self.store.dates.astype("datetime64[s]").astype(np.int64)
+        self.batch_buffers = 2 + SPARE_BATCH_BUFFERS  # set from the loader's prefetch_factor
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
-        dates = self.indices[item] + self.offsets
-        fields = self.store.read(dates, points=self.points)  # (T, V, E, G): only these dates
-        if self.columns is not None:
-            fields = fields[:, self.columns]
-        return {
-            "data": torch.from_numpy(np.ascontiguousarray(fields.transpose(0, 2, 3, 1))),
-            "time": torch.from_numpy(self.epoch_seconds[dates]),
-        }
+        batch = self.__getitems__([item])
+        return {key: value[0] for key, value in batch.items()}
+
+    def __getitems__(self, items: list[int]) -> dict[str, torch.Tensor]:
+        """A whole batch, each sample written once, transposed, straight into the batch tensor.
+
+        In a loader worker the batch tensor is one of `batch_buffers` shared-memory buffers the
+        worker reuses in turn (see SPARE_BATCH_BUFFERS): a fresh shared buffer per batch would
+        cost more in page faults than reading the data.
+        """
+        dates = self.indices[np.asarray(items)][:, None] + self.offsets[None, :]
+        shape = (len(items), len(self.offsets), *self._sample_shape)
+        data = self._batch_buffer(shape)
+        out = data.numpy()
+        for b, sample_dates in enumerate(dates):
+            fields = self.store.read_into(sample_dates, self._read_buffer(), points=self.points)
+            if self.columns is not None:
+                fields = fields[:, self.columns]
+            np.copyto(out[b], fields.transpose(0, 2, 3, 1))  # (T, V, E, G) -> (T, E, G, V)
+        return {"data": data, "time": torch.from_numpy(self.epoch_seconds[dates])}
+
+    @property
+    def _sample_shape(self) -> tuple[int, int, int]:
+        points = len(self.store.latitudes[self.points or slice(None)])
+        variables = len(self.columns) if self.columns is not None else len(self.store.variables)
+        return (self.store.ensembles, points, variables)
+
+    def _read_buffer(self) -> np.ndarray:
+        ensembles, points, _ = self._sample_shape
+        shape = (len(self.offsets), len(self.store.variables), ensembles, points)
+        if getattr(self, "_reads", None) is None or self._reads.shape != shape:
+            self._reads = np.empty(shape, dtype=np.float32)
+        return self._reads
+
+    def _batch_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if torch.utils.data.get_worker_info() is None:
+            return torch.empty(shape, dtype=torch.float32)  # in-process: a plain tensor
+        ring = getattr(self, "_ring", None)
+        if ring is None or ring[0].shape[1:] != shape[1:] or ring[0].shape[0] < shape[0]:
+            ring = self._ring = [
+                torch.empty(shape, dtype=torch.float32).share_memory_()
+                for _ in range(self.batch_buffers)
+            ]
+            self._turn = 0
+        self._turn = (self._turn + 1) % len(ring)
+        return ring[self._turn][: shape[0]]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_ring", None)  # each worker makes its own buffers
+        state.pop("_reads", None)
+        return state
 
 
 class ResumableDataLoader(DataLoader):
@@ -95,7 +152,10 @@ class ResumableDataLoader(DataLoader):
     sampler: EpochSampler
 
     def __init__(self, *args, progress: Callable[[], tuple[int, int]] | None = None, **kwargs):
+        kwargs.setdefault("collate_fn", collate_batches)
         super().__init__(*args, **kwargs)
+        if isinstance(self.dataset, ForecastSamples):
+            self.dataset.batch_buffers = (self.prefetch_factor or 2) + SPARE_BATCH_BUFFERS
         self.progress = progress
         self._batches_yielded = 0
 

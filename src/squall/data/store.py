@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.buffer import default_buffer_prototype
 
 from squall.data import views
 from squall.data.base import STATISTICS, Dataset, MissingDateError, Points
@@ -24,6 +25,7 @@ from squall.data.store_write import write_dataset
 
 __all__ = ["Dataset", "MissingDateError", "ZarrDataset", "open_dataset", "write_dataset"]
 
+_ND_BUFFER = default_buffer_prototype().nd_buffer
 REQUIRED_ARRAYS = ("data", "dates", "latitudes", "longitudes")
 CREATE_HINT = "Create it with `squall dataset create <recipe.yaml> <dataset.zarr>`."
 COMBINATIONS = ("join", "concat", "cutout")
@@ -128,7 +130,7 @@ class ZarrDataset(Dataset):
         state["_opened_by"] = None
         return state
 
-    def _read_rows(self, positions: np.ndarray, points: Points) -> np.ndarray:
+    def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
         data = self._group["data"]
         positions = np.asarray(positions, dtype=np.int64)
         contiguous = len(positions) > 0 and (np.diff(positions) == 1).all()
@@ -136,7 +138,12 @@ class ZarrDataset(Dataset):
         if points is None:
             points = slice(None)
         if isinstance(rows, slice) and isinstance(points, slice):
-            return np.asarray(data[rows, :, :, points])  # one read of exactly those chunks
+            selection = (rows, slice(None), slice(None), points)
+            if out is not None and out.dtype == np.float32 and out.flags.c_contiguous:
+                # Decompressed straight into the caller's buffer: no fresh allocation.
+                data.get_basic_selection(selection, out=_ND_BUFFER.from_numpy_array(out))
+                return out
+            return np.asarray(data[selection])  # one read of exactly those chunks
         return np.asarray(data.oindex[rows, :, :, points])
 
     @property

@@ -163,9 +163,11 @@ class Subset(Dataset):
     def field_shape(self) -> tuple[int, ...]:
         return self.parent.field_shape if self.points is None else (len(self.points),)
 
-    def _read_rows(self, positions: np.ndarray, points: Points) -> np.ndarray:
-        rows = self.parent._read_rows(self._dates[positions], _compose_points(self.points, points))
-        return rows if self._all_columns else rows[:, self.columns]
+    def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
+        points = _compose_points(self.points, points)
+        if self._all_columns:
+            return self.parent._read_rows(self._dates[positions], points, out=out)
+        return self.parent._read_rows(self._dates[positions], points)[:, self.columns]
 
     def _statistics(self, prefix: str, what: str) -> dict[str, np.ndarray]:
         stats = self.parent._statistics(prefix, what)
@@ -217,7 +219,7 @@ class Join(_Combined):
         self.field_shape = datasets[0].field_shape
         self.missing = set().union(*(d.missing for d in datasets))
 
-    def _read_rows(self, positions: np.ndarray, points: Points) -> np.ndarray:
+    def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
         used = sorted({d for d, _ in self.sources})
         rows = {d: self.datasets[d]._read_rows(positions, points) for d in used}
         return np.stack([rows[d][:, j] for d, j in self.sources], axis=1)
@@ -249,7 +251,7 @@ class Concat(_Combined):
         self.starts = np.cumsum([0] + [len(d) for d in datasets])
         self.missing = {int(s + i) for s, d in zip(self.starts, datasets) for i in d.missing}
 
-    def _read_rows(self, positions: np.ndarray, points: Points) -> np.ndarray:
+    def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
         owner = np.searchsorted(self.starts, positions, side="right") - 1
         out = None
         for d in np.unique(owner):
@@ -297,7 +299,7 @@ class Cutout(_Combined):
         self.field_shape = (len(self.latitudes),)
         self.missing = regional.missing | outer.missing
 
-    def _read_rows(self, positions: np.ndarray, points: Points) -> np.ndarray:
+    def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
         wanted = np.arange(len(self.latitudes))[slice(None) if points is None else points]
         inner = wanted[wanted < self.regional_points]
         outer = self.global_points[wanted[wanted >= self.regional_points] - self.regional_points]

@@ -9,7 +9,6 @@ import pytorch_lightning as pl
 import torch
 
 from squall.models.interface import ForecastModel
-from squall.training.losses import area_weighted_mse
 
 
 class Forecaster(pl.LightningModule):
@@ -24,13 +23,13 @@ class Forecaster(pl.LightningModule):
         model: ForecastModel,
         config: dict[str, Any],
         statistics: dict[str, list[float]],
-        area_weight: torch.Tensor,
+        loss: torch.nn.Module,
     ) -> None:
         super().__init__()
         self.model = model
         self.config = config
         self.rollout = config["task"]["rollout"]
-        self.register_buffer("area_weight", area_weight.float(), persistent=False)
+        self.loss = loss
         # Everything needed to rebuild the model from the checkpoint and its graph file.
         self.save_hyperparameters(
             {"config": config, "model_spec": model.spec, "statistics": statistics}
@@ -41,19 +40,20 @@ class Forecaster(pl.LightningModule):
         checkpoint["squall"] = {"mlflow_run_id": run_id, "lineage": self.config["lineage"]}
 
     def _rollout_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Roll out `rollout` steps, feeding predictions back; one loss over all output times."""
         data = self.model.normalizer.normalise(batch["data"])  # (B, T, E, G, V)
         time = batch["time"]
         k = self.model.input_steps
         state = data[:, :k]
-        losses = []
+        predictions = []
         for step in range(self.rollout):
             truth = data[:, k + step]
             prediction = self.model.forward_normalised(state, time[:, k + step])
-            target = truth[..., self.model.output_columns]
-            losses.append(area_weighted_mse(prediction, target, self.area_weight))
+            predictions.append(prediction)
             new_state = self.model.next_input_state(prediction, truth)
             state = torch.cat([state[:, 1:], new_state[:, None]], dim=1)
-        return torch.stack(losses).mean()
+        targets = data[:, k : k + self.rollout][..., self.model.output_columns]
+        return self.loss(torch.stack(predictions, dim=1), targets)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self._rollout_loss(batch)

@@ -23,7 +23,9 @@ from squall.graphs.io import load_graph
 from squall.models.interface import ForecastModel
 from squall.training.checkpoint_io import AtomicCheckpointIO
 from squall.training.forecaster import Forecaster
+from squall.training.losses import build_loss
 from squall.training.preflight import model_statistics, model_variables
+from squall.training.scalers import build_scalers
 
 BEST_CHECKPOINT = "best.ckpt"
 
@@ -41,6 +43,22 @@ def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, An
         "preprocessing": config.model.preprocessing.model_dump(exclude_none=True),
         "bounding": [entry.model_dump() for entry in config.model.bounding],
     }
+
+
+def build_training_loss(
+    config: SquallConfig, model: ForecastModel, statistics: dict[str, list[float]], graph
+) -> torch.nn.Module:
+    """training.loss with training.scalers, over the model's output variables."""
+    outputs = model.output_columns.tolist()
+    output_statistics = {key: [values[i] for i in outputs] for key, values in statistics.items()}
+    node_attributes = {
+        key: value for key, value in graph["data"].items()
+        if isinstance(value, torch.Tensor) and value.dim() == 1
+    }
+    scalers = build_scalers(
+        config.training.scalers, model.output_variables, output_statistics, node_attributes
+    )
+    return build_loss(config.training.loss.as_settings(), scalers)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -76,8 +94,9 @@ def train(
         load_statistics(inputs.statistics), variables, config.data.timestep
     )
     model = ForecastModel(graph, build_model_spec(config, variables), statistics)
+    loss = build_training_loss(config, model, statistics, graph)
     task = Forecaster(
-        model, config.model_dump(mode="json"), statistics, area_weight=graph["data"].area_weight
+        model, config.model_dump(mode="json"), statistics, loss=loss
     )
 
     step = int(frequency_to_timedelta(config.data.timestep) / dataset.frequency)
