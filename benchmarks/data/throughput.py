@@ -72,7 +72,9 @@ def raw_rate(path: Path, anchors: np.ndarray, processes: int) -> float:
     ctx = multiprocessing.get_context("fork")
     start, done = ctx.Barrier(processes + 1), ctx.Queue()
     workers = [
-        ctx.Process(target=_raw_worker, args=(str(path), anchors[p::processes].tolist(), start, done))
+        ctx.Process(
+            target=_raw_worker, args=(str(path), anchors[p::processes].tolist(), start, done)
+        )
         for p in range(processes)
     ]
     for worker in workers:
@@ -129,7 +131,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=120, help="samples per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--store", type=Path, default=Path(tempfile.gettempdir()) / "squall_o96_synthetic.zarr")
+    parser.add_argument(
+        "--store", type=Path, default=Path(tempfile.gettempdir()) / "squall_o96_synthetic.zarr"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -166,9 +170,11 @@ def main() -> None:
     peak, sample_bytes = worker_peak_heap(samples, 10), 3 * VARIABLES * POINTS * 4
     results["worker_peak_heap_bytes"], results["sample_bytes"] = peak, sample_bytes
     results["shared_batch_buffers_per_worker"] = samples.batch_buffers
-    print(f"sample: {sample_bytes / 1e6:.1f} MB; worker private heap peak while building samples: "
-          f"{peak / 1e6:.1f} MB = {peak / sample_bytes:.2f} samples; plus "
-          f"{samples.batch_buffers} shared-memory batch buffers per worker (the loader's queue)")
+    print(
+        f"sample: {sample_bytes / 1e6:.1f} MB; worker private heap peak while building samples: "
+        f"{peak / 1e6:.1f} MB = {peak / sample_bytes:.2f} samples; plus "
+        f"{samples.batch_buffers} shared-memory batch buffers per worker (the loader's queue)"
+    )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

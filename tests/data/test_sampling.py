@@ -85,7 +85,9 @@ def test_sampler_resumes_at_the_next_unseen_sample():
 def counting_store(tmp_path_factory):
     """Synthetic: each value is its date index, so a sample shows which dates it read."""
     dates = np.arange("2020-01-01", "2020-01-04", np.timedelta64(6, "h"), dtype="datetime64[s]")
-    data = np.broadcast_to(np.arange(len(dates), dtype=np.float32)[:, None, None, None], (12, 3, 1, 10))
+    data = np.broadcast_to(
+        np.arange(len(dates), dtype=np.float32)[:, None, None, None], (12, 3, 1, 10)
+    )
     data = data + np.arange(10, dtype=np.float32) / 100  # and the point index in the decimals
     return write_dataset(
         tmp_path_factory.mktemp("sampling") / "counting.zarr",

@@ -84,7 +84,9 @@ def test_levels_members_and_constants(files, tmp_path):
     ds = open_dataset(create_dataset(recipe, tmp_path / "levels.zarr"))
     assert ds.variables == ["t_850", "t_500", "z"] and ds.ensembles == 2
     source = xr.open_dataset(files / "t.nc")["t"]
-    np.testing.assert_array_equal(ds[3][0, 1], source.isel(time=3, number=1).sel(isobaricInhPa=850).values.ravel())
+    np.testing.assert_array_equal(
+        ds[3][0, 1], source.isel(time=3, number=1).sel(isobaricInhPa=850).values.ravel()
+    )
     np.testing.assert_array_equal(ds[7][2, 0], np.arange(12.0))  # the constant, every date
     np.testing.assert_array_equal(ds[7][2, 1], np.arange(12.0))  # and for every member
     assert ds.metadata["variables_metadata"]["z"]["constant_in_time"] is True
@@ -95,11 +97,17 @@ def test_levels_members_and_constants(files, tmp_path):
         bad = {"path": str(files / "t.nc"), "variable": "t", "levels": [700]}
         create_dataset(_recipe([bad]), tmp_path / "x")
     with pytest.raises(RecipeError, match="constant: true"):
-        create_dataset(_recipe([{"path": str(files / "orography.nc"), "variable": "z"}]), tmp_path / "x")
+        create_dataset(
+            _recipe([{"path": str(files / "orography.nc"), "variable": "z"}]), tmp_path / "x"
+        )
 
 
 def test_unstructured_zarr_source(files, tmp_path):
-    ds = open_dataset(create_dataset(_recipe([{"path": str(files / "tp.zarr"), "variable": "tp"}]), tmp_path / "u.zarr"))
+    ds = open_dataset(
+        create_dataset(
+            _recipe([{"path": str(files / "tp.zarr"), "variable": "tp"}]), tmp_path / "u.zarr"
+        )
+    )
     assert ds.variables == ["tp"] and ds.field_shape == (5,) and ds.resolution is None
     np.testing.assert_array_equal(ds.longitudes, np.linspace(0, 300, 5))
     np.testing.assert_array_equal(ds[4][0, 0], xr.open_zarr(files / "tp.zarr")["tp"].values[4])
@@ -125,7 +133,8 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path, monkeypatch):
     resumed = open_dataset(create_dataset(recipe, out, REPO, resume=True))
     assert len(calls) == 24  # only the 24 dates not yet written were read again
     np.testing.assert_array_equal(
-        resumed.read(slice(None), allow_missing=True), complete.read(slice(None), allow_missing=True)
+        resumed.read(slice(None), allow_missing=True),
+        complete.read(slice(None), allow_missing=True),
     )
     assert resumed.missing == complete.missing == {17, 36, 37}
     np.testing.assert_array_equal(resumed.statistics["stdev"], complete.statistics["stdev"])
@@ -134,7 +143,9 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path, monkeypatch):
 
 def test_resume_refuses_a_partial_store_of_another_recipe(tmp_path, monkeypatch):
     recipe = load_recipe(REPO / "configs/datasets/storm.yaml")
-    monkeypatch.setattr(recipes, "_check_partial_nan", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(
+        recipes, "_check_partial_nan", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
     with pytest.raises(KeyboardInterrupt):
         create_dataset(recipe, tmp_path / "s.zarr", REPO)
     monkeypatch.undo()

@@ -18,7 +18,9 @@ def _store(path, *, start="2020-01-01", dates=8, variables=("a", "b", "c"), grid
     """Values are 1000 * date + 100 * variable + point (synthetic, for selector tests)."""
     lat, lon, shape = grid if grid is not None else _global_grid()
     times = np.datetime64(start, "s") + np.arange(dates) * SIX_HOURS
-    t, v, p = np.meshgrid(np.arange(dates), np.arange(len(variables)), np.arange(len(lat)), indexing="ij")
+    t, v, p = np.meshgrid(
+        np.arange(dates), np.arange(len(variables)), np.arange(len(lat)), indexing="ij"
+    )
     data = (1000.0 * t + 100.0 * v + p)[:, :, None, :].astype(np.float32)
     for i in missing:
         data[i] = np.nan
@@ -103,11 +105,14 @@ def test_area_and_thinning(stores):
     assert full.field_shape == (5, 12)
     area = open_dataset(stores["main"], area=(30, 330, -30, 30))  # wraps across 0 degrees
     assert set(area.latitudes) == {-30.0, 0.0, 30.0} and set(area.longitudes) == {330.0, 0.0, 30.0}
-    np.testing.assert_array_equal(area[0][0, 0] % 100, np.flatnonzero(
-        (np.abs(full.latitudes) <= 30) & np.isin(full.longitudes, [0, 30, 330])
-    ))
+    np.testing.assert_array_equal(
+        area[0][0, 0] % 100,
+        np.flatnonzero((np.abs(full.latitudes) <= 30) & np.isin(full.longitudes, [0, 30, 330])),
+    )
     thin = open_dataset(stores["main"], thinning=2)
     assert len(thin.latitudes) == 3 * 6 and set(thin.latitudes) == {-60.0, 0.0, 60.0}
+    assert thin.field_shape == (3, 6) and area.field_shape == (3, 3)
+    assert len(open_dataset(stores["main"], area=(90, -180, -90, 180)).latitudes) == 60
 
 
 def test_join_same_dates_union_of_variables(stores):
@@ -125,9 +130,7 @@ def test_concat_along_dates(stores):
     both = open_dataset({"concat": [first, stores["later"]]})
     assert len(both) == 16 and both.missing == {3}
     assert _date(both[8][0, 0, 0]) == 0 and _date(both[7][0, 0, 0]) == 7
-    np.testing.assert_array_equal(
-        both.read([7, 8], allow_missing=True)[:, 0, 0, 0], [7000, 0]
-    )
+    np.testing.assert_array_equal(both.read([7, 8], allow_missing=True)[:, 0, 0, 0], [7000, 0])
     with pytest.raises(ValueError, match="irregular time axis"):
         open_dataset({"concat": [stores["main"], stores["gap"]]})
 

@@ -50,3 +50,34 @@ def test_area_weights_follow_cos_latitude_with_mean_one():
     assert weights.mean().item() == pytest.approx(1.0)
     assert weights[0] / weights[2] == pytest.approx(2.0)  # cos 0 / cos 60
     assert (weights.diff() < 0).all()
+
+
+def test_voronoi_areas_match_scipy_spherical_voronoi():
+    from scipy.spatial import SphericalVoronoi
+
+    from squall.graphs.attributes import spherical_voronoi_areas
+    from squall.graphs.spherical import xyz_to_latlon
+
+    points = np.random.default_rng(3).normal(size=(3000, 3))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    expected = SphericalVoronoi(points).calculate_areas()
+    areas = spherical_voronoi_areas(*xyz_to_latlon(points))
+    np.testing.assert_allclose(areas, expected, rtol=1e-8)
+
+
+def test_voronoi_areas_refuse_points_on_one_great_circle():
+    from squall.graphs.attributes import spherical_voronoi_areas
+
+    with pytest.raises(ValueError, match="cos-latitude"):
+        spherical_voronoi_areas(np.zeros(10), np.linspace(0, 6, 10))
+
+
+@pytest.mark.parametrize("norm", ["unit-max", "unit-sum", "unit-mean", "unit-std"])
+def test_normalisations(norm):
+    from squall.graphs.attributes import normalise
+
+    values = np.array([1.0, 2.0, 3.0, 6.0])
+    scaled = normalise(values, norm)
+    measure = {"unit-max": np.max, "unit-sum": np.sum, "unit-mean": np.mean, "unit-std": np.std}
+    assert measure[norm](scaled) == pytest.approx(1.0)
+    np.testing.assert_allclose(scaled / scaled[0], values)  # a scaling only

@@ -1,11 +1,10 @@
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from squall.cli import main
 from squall.graphs.create import build_graph
 from squall.graphs.inspect import edge_lengths_km, inspect_graph
 from squall.graphs.plot import plot_graph
@@ -43,29 +42,23 @@ def test_plot_writes_a_png(storm_graph, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["graph.png"]
 
 
-def test_cli_create_inspect_plot(tmp_path):
+def test_cli_create_inspect_plot(tmp_path, capsys):
     lat, lon = np.meshgrid(np.arange(30, 50.1, 2.0), np.arange(-100, -79.9, 2.0), indexing="ij")
     np.savez(tmp_path / "grid.npz", latitudes=lat.ravel(), longitudes=lon.ravel())
-    recipe = REPO / "configs/training/graph/limited_area.yaml"
-    squall = [sys.executable, "-m", "squall.cli"]
+    recipe = str(REPO / "configs/training/graph/limited_area.yaml")
     out = tmp_path / "graph.pt"
-
-    def run(*args):
-        return subprocess.run([*squall, *args], capture_output=True, text=True, check=True).stdout
-
-    run("graph", "create", str(recipe), "--dataset", str(tmp_path / "grid.npz"), str(out))
+    assert main(["graph", "create", recipe, "--dataset", str(tmp_path / "grid.npz"), str(out)]) == 0
     payload = torch.load(out, weights_only=True)
     assert payload["config"]["hidden"]["margin_km"] == 300.0
-    report = run("graph", "inspect", str(out))
+    capsys.readouterr()
+    assert main(["graph", "inspect", str(out)]) == 0
+    report = capsys.readouterr().out
     assert "edges data -to-> hidden" in report and "coordinates hash" in report
-    run("graph", "plot", str(out))
+    assert main(["graph", "plot", str(out)]) == 0
     assert (tmp_path / "graph.png").is_file()
-    failed = subprocess.run(
-        [*squall, "graph", "create", str(recipe), "--dataset", str(tmp_path / "no.npz"), str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert failed.returncode != 0 and "no dataset or .npz file" in failed.stderr
+    missing = str(tmp_path / "no.npz")
+    assert main(["graph", "create", recipe, "--dataset", missing, str(out)]) == 2
+    assert "no dataset or .npz file" in capsys.readouterr().err
 
 
 @pytest.mark.slow

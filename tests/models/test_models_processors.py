@@ -209,3 +209,60 @@ def test_every_pairing_runs_on_cuda_in_fp32_and_bf16(graph, processor, mapper):
     cpu = _model(graph, processor, mapper, num_chunks=3, noise_channels=2)
     cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
     torch.testing.assert_close(cpu(x.cpu(), noise.cpu()), y_fp32.cpu(), atol=1e-4, rtol=1e-4)
+
+
+def _add_coarse_level(graph, level: int, stride: int = 3):
+    """Level `level` (node set hidden_<level+1>, as squall.graphs names it) = every
+    `stride`-th node of the level above, with k-NN edges."""
+    from test_network import _knn_edges
+
+    fine = "hidden" if level == 1 else f"hidden_{level}"
+    coarse = f"hidden_{level + 1}"
+    fine_coordinates = graph[fine].x.numpy()
+    graph[coarse].x = graph[fine].x[::stride].clone()
+    coarse_coordinates = graph[coarse].x.numpy()
+    for source, target, points, k in (
+        (coarse, coarse, (coarse_coordinates, coarse_coordinates), 2),
+        (fine, coarse, (fine_coordinates, coarse_coordinates), 3),
+        (coarse, fine, (coarse_coordinates, fine_coordinates), 2),
+    ):
+        exclude_self = source == target
+        edge_index, edge_attr = _knn_edges(*points, k, exclude_self=exclude_self)
+        graph[source, "to", target].edge_index = edge_index
+        graph[source, "to", target].edge_attr = edge_attr
+    return graph
+
+
+@pytest.mark.parametrize(("processor", "mapper"), [("gnn", "gnn"), ("graphtransformer", "gnn")])
+def test_hierarchical_variant_sweeps_down_and_up_and_trains_every_parameter(
+    graph, processor, mapper
+):
+    hierarchy = _add_coarse_level(_add_coarse_level(graph.clone(), 1), 2)
+    model = _model(hierarchy, processor, mapper, hierarchy_levels=3, processor_layers=1)
+    _perturb_zero_initialised(model)
+    y = model(torch.randn(2, 60, 5))
+    assert y.shape == (2, 60, 3) and torch.isfinite(y).all()
+    y.square().mean().backward()
+    assert [n for n, p in model.named_parameters() if p.grad is None or not p.grad.any()] == []
+    assert len(model.processor.down_processors) == 3 and len(model.processor.up_processors) == 2
+    x = torch.randn(2, 60, 5)
+    plain = model(x)
+    model.gradient_checkpointing = True
+    assert model.processor.down_mappers[0].gradient_checkpointing
+    torch.testing.assert_close(model(x), plain, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="hidden_4"):
+        _model(hierarchy, processor, mapper, hierarchy_levels=4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_hierarchical_variant_runs_on_cuda(graph):
+    hierarchy = _add_coarse_level(_add_coarse_level(graph.clone(), 1), 2)
+    model = _model(hierarchy, "graphtransformer", "graphtransformer", hierarchy_levels=3)
+    model = model.cuda()
+    x = torch.randn(2, 60, 5, device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = model(x)
+    y.float().square().mean().backward()
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), model(x), atol=0.1, rtol=0.1)

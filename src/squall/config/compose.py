@@ -62,7 +62,8 @@ def compose_config(
         with initialize_config_dir(config_dir=str(config_dir), version_base=None):
             cfg = compose(config_name=config_name, overrides=[*extra, *(overrides or [])])
     except HydraException as error:
-        raise ConfigError([Problem("overrides", f"{error}".splitlines()[0])]) from None
+        reason = " ".join(line.strip() for line in str(error).splitlines()[:2])
+        raise ConfigError([Problem("overrides", reason)]) from None
     # Placeholders still `???` stay in the tree: validate_config reports them with the rest.
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
 

@@ -171,6 +171,7 @@ class ModelConfig(Strict):
     trainable_node_channels: int = Field(8, ge=0)
     trainable_edge_channels: int = Field(0, ge=0)
     noise_channels: int = Field(0, ge=0)  # > 0: ensemble variant (noise in conditional norms)
+    hierarchy_levels: int = Field(1, ge=1)  # > 1: hierarchical (hidden, hidden_2, ...)
     layer_kernels: LayerKernelsConfig = LayerKernelsConfig()
     gradient_checkpointing: GradientCheckpointingConfig = GradientCheckpointingConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
@@ -217,21 +218,65 @@ class SystemConfig(Strict):
     output: OutputConfig
 
 
+class RolloutConfig(Strict):
+    """Autoregressive steps per training sample: start, + increment every N epochs (or N
+    optimiser steps), up to maximum."""
+
+    start: int = Field(1, ge=1)
+    maximum: int = Field(1, ge=1)
+    increment: int = Field(1, ge=0)
+    every_n_epochs: int | None = Field(1, ge=1)
+    every_n_steps: int | None = Field(None, ge=1)
+
+    @field_validator("maximum")
+    @classmethod
+    def _at_least_start(cls, value: int, info: ValidationInfo) -> int:
+        if "start" in info.data and value < info.data["start"]:
+            raise ValueError(f"must be at least task.rollout.start={info.data['start']}")
+        return value
+
+
 class TaskConfig(Strict):
     name: Literal["forecaster"] = "forecaster"
     input_steps: int = Field(2, ge=1)
-    rollout: int = Field(1, ge=1)
+    rollout: RolloutConfig = RolloutConfig()
+    validation_rollout: int = Field(1, ge=1)  # steps scored in validation
+
+    @field_validator("rollout", mode="before")
+    @classmethod
+    def _fixed_rollout(cls, value: Any) -> Any:
+        # `rollout: 3` is a fixed rollout of 3 steps
+        return {"start": value, "maximum": value} if isinstance(value, int) else value
 
 
 class OptimizerConfig(Strict):
-    lr: float = Field(1e-3, gt=0)
+    name: Literal["adamw", "ademamix", "zero_adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)  # per replica; see scale_with_replicas
+    scale_with_replicas: bool = False  # lr x number of data-parallel replicas
     weight_decay: float = Field(1e-4, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
+    beta3: float = Field(0.9999, gt=0, lt=1)  # ademamix: the slow momentum
+    alpha: float = Field(5.0, ge=0)  # ademamix: weight of the slow momentum
+    ademamix_warmup: int = Field(0, ge=0)  # ademamix: steps to ramp alpha and beta3 up
 
 
 class LrScheduleConfig(Strict):
     warmup_steps: int = Field(20, ge=0)
     min_lr: float = Field(1e-5, ge=0)
+
+
+class CheckpointConfig(Strict):
+    """Besides best.ckpt (lowest validation loss) and last.ckpt (every epoch)."""
+
+    every_n_epochs: int | None = Field(None, ge=1)
+    every_n_steps: int | None = Field(None, ge=1)
+    every_n_minutes: float | None = Field(None, gt=0)
+
+
+class EarlyStoppingConfig(Strict):
+    enabled: bool = False
+    patience: int = Field(5, ge=1)  # validation rounds without improvement
+    min_delta: float = Field(0.0, ge=0)
 
 
 class LossConfig(Strict):
@@ -264,6 +309,11 @@ class TrainingConfig(Strict):
     optimizer: OptimizerConfig = OptimizerConfig()
     lr_schedule: LrScheduleConfig = LrScheduleConfig()
     gradient_clip_val: float | None = Field(1.0, gt=0)
+    accumulate_grad_batches: int = Field(1, ge=1)
+    checkpoints: CheckpointConfig = CheckpointConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    ema_decay: float | None = Field(None, gt=0, lt=1)  # keep an EMA of the weights; export it
+    time_limit_minutes: float | None = Field(None, gt=0)  # checkpoint and stop before a wall time
     loss: LossConfig = LossConfig()
     # name -> settings; see squall.training.scalers. A loss selects them by name.
     scalers: dict[str, dict[str, Any]] = {"area": {"node_attribute": "area_weight"}}

@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader, Dataset
 from squall.data.sampling import EpochSampler, sample_offsets, valid_anchors
 from squall.data.store import open_dataset
 
-
 # Batch buffers per loader worker beyond the loader's prefetch_factor, reused in turn: a batch
 # stays intact until its worker has made prefetch_factor + SPARE_BATCH_BUFFERS more. The loader
 # keeps at most prefetch_factor batches per worker in flight, Lightning prefetches one and the
@@ -71,7 +70,9 @@ class ForecastSamples(Dataset):
             self.columns = None  # all of them, in store order: no copy needed
         self.points = points
         self.offsets = (
-            np.asarray(offsets) if offsets is not None else sample_offsets(input_steps, rollout, step)
+            np.asarray(offsets)
+            if offsets is not None
+            else sample_offsets(input_steps, rollout, step)
         )
         self.indices = valid_anchors(len(self.store), set(self.store.missing), self.offsets)
         if len(self.indices) == 0:
@@ -225,7 +226,10 @@ class ForecastDataModule(pl.LightningDataModule):
 
     def _training_progress(self) -> tuple[int, int]:
         loop = self.trainer.fit_loop
-        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed
+        return (
+            loop.epoch_progress.current.processed,
+            loop.epoch_loop.batch_progress.current.processed,
+        )
 
     def train_dataloader(self) -> ResumableDataLoader:
         return self._loader("training", shuffle=True)

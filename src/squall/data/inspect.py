@@ -45,13 +45,17 @@ def describe_dataset(path: str | os.PathLike | dict, count_nans: bool = True) ->
         stats = None
     nans = nan_counts(dataset) if count_nans else None
     units = meta.get("variables_metadata", {})
-    header = f"  {'variable':<16}{'units':<10}{'mean':>14}{'stdev':>14}{'minimum':>14}{'maximum':>14}"
+    header = (
+        f"  {'variable':<16}{'units':<10}{'mean':>14}{'stdev':>14}{'minimum':>14}{'maximum':>14}"
+    )
     lines.append(header + ("" if nans is None else f"{'NaN values':>12}"))
     for j, name in enumerate(dataset.variables):
         row = f"  {name:<16}{str(units.get(name, {}).get('units') or '-'):<10}"
         if stats is None:
             row += f"{'-':>14}" * 4
         else:
-            row += "".join(f"{stats[key][j]:>14.6g}" for key in ("mean", "stdev", "minimum", "maximum"))
+            row += "".join(
+                f"{stats[key][j]:>14.6g}" for key in ("mean", "stdev", "minimum", "maximum")
+            )
         lines.append(row + ("" if nans is None else f"{int(nans[j]):>12}"))
     return "\n".join(lines)

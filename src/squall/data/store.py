@@ -55,7 +55,9 @@ def open_dataset(source: Any, start: DateLike | None = None, end: DateLike | Non
         inner = source.pop(base_key[0])
         unknown = set(source) - SELECTORS
         if unknown:
-            raise ValueError(f"unknown dataset options {sorted(unknown)}; known: {sorted(SELECTORS)}")
+            raise ValueError(
+                f"unknown dataset options {sorted(unknown)}; known: {sorted(SELECTORS)}"
+            )
         selectors = {**source, **{k: v for k, v in selectors.items() if v is not None}}
         if base_key[0] == "dataset":
             dataset = open_dataset(inner)

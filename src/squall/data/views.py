@@ -117,7 +117,8 @@ def _points(dataset: Dataset, area, thinning: int | None) -> np.ndarray | None:
             raise ValueError(f"area {area}: south {south} is north of north {north}")
         lat, lon = dataset.latitudes, dataset.longitudes
         offset = np.mod(lon - west, 360.0)  # degrees east of the western edge
-        keep &= (lat >= south) & (lat <= north) & (offset <= np.mod(east - west, 360.0) + 1e-9)
+        span = 360.0 if east - west >= 360.0 else np.mod(east - west, 360.0)
+        keep &= (lat >= south) & (lat <= north) & (offset <= span + 1e-9)
     if keep.all():
         return None
     if not keep.any():
@@ -161,7 +162,15 @@ class Subset(Dataset):
 
     @property
     def field_shape(self) -> tuple[int, ...]:
-        return self.parent.field_shape if self.points is None else (len(self.points),)
+        if self.points is None:
+            return self.parent.field_shape
+        shape = tuple(self.parent.field_shape)
+        if len(shape) == 2:  # a rectangle of a regular grid (area, thinning) stays 2-D
+            rows = np.unique(self.points // shape[1])
+            cols = np.unique(self.points % shape[1])
+            if len(rows) * len(cols) == len(self.points):
+                return (len(rows), len(cols))
+        return (len(self.points),)
 
     def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
         points = _compose_points(self.points, points)
@@ -226,9 +235,7 @@ class Join(_Combined):
 
     def _statistics(self, prefix: str, what: str) -> dict[str, np.ndarray]:
         stats = {d: self.datasets[d]._statistics(prefix, what) for d, _ in set(self.sources)}
-        return {
-            name: np.array([stats[d][name][j] for d, j in self.sources]) for name in STATISTICS
-        }
+        return {name: np.array([stats[d][name][j] for d, j in self.sources]) for name in STATISTICS}
 
 
 class Concat(_Combined):
@@ -249,7 +256,8 @@ class Concat(_Combined):
         self.latitudes, self.longitudes = datasets[0].latitudes, datasets[0].longitudes
         self.field_shape = datasets[0].field_shape
         self.starts = np.cumsum([0] + [len(d) for d in datasets])
-        self.missing = {int(s + i) for s, d in zip(self.starts, datasets) for i in d.missing}
+        offsets = zip(self.starts[:-1], datasets, strict=True)
+        self.missing = {int(start + i) for start, d in offsets for i in d.missing}
 
     def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
         owner = np.searchsorted(self.starts, positions, side="right") - 1

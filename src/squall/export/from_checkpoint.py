@@ -38,7 +38,7 @@ def export_checkpoint(
         )
     graph, graph_info = load_graph(graph_path)
     model = ForecastModel(graph, hyper["model_spec"], hyper["statistics"])
-    weights = {
+    weights = checkpoint.get("ema_state_dict") or {  # the EMA of the weights when there is one
         k[len(_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(_PREFIX)
     }
     model.load_state_dict(weights, strict=True)

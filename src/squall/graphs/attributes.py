@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.spatial import SphericalVoronoi
+from scipy.spatial import ConvexHull, QhullError
 
 from squall.graphs.spherical import latlon_to_xyz
 
@@ -98,11 +98,51 @@ def cos_latitude_weights(lat_rad: np.ndarray) -> np.ndarray:
     return weights
 
 
+def _signed_triangle_areas(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Signed areas of spherical triangles of unit vectors (Van Oosterom-Strackee formula)."""
+    triple = np.einsum("ij,ij->i", a, np.cross(b, c))
+    dots = np.einsum("ij,ij->i", a, b) + np.einsum("ij,ij->i", b, c) + np.einsum("ij,ij->i", c, a)
+    return 2.0 * np.arctan2(triple, 1.0 + dots)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _voronoi_areas_of_distinct(xyz: np.ndarray) -> np.ndarray:
+    """Voronoi cell areas from the spherical Delaunay triangulation (the convex hull).
+
+    The cell of a node is the union, over its triangles, of the quadrilateral (node, midpoint
+    of one edge, triangle circumcentre, midpoint of the other edge): Voronoi edges bisect the
+    Delaunay edges and meet at the circumcentres. Signed areas keep this exact when a
+    circumcentre lies outside its (obtuse) triangle. Same result as scipy's SphericalVoronoi
+    (to 1e-11), without building the cells' vertex lists, so about twice as fast.
+    """
+    try:
+        triangles = ConvexHull(xyz).simplices
+    except QhullError as error:
+        raise ValueError(
+            "the nodes span no volume (e.g. all on one great circle), so they have no spherical "
+            "Voronoi cells; use area weights method cos-latitude"
+        ) from error
+    a, b, c = xyz[triangles[:, 0]], xyz[triangles[:, 1]], xyz[triangles[:, 2]]
+    clockwise = np.einsum("ij,ij->i", a, np.cross(b, c)) < 0
+    triangles[clockwise] = triangles[clockwise][:, [0, 2, 1]]
+    a, b, c = xyz[triangles[:, 0]], xyz[triangles[:, 1]], xyz[triangles[:, 2]]
+    centre = _unit(np.cross(b - a, c - a))
+    areas = np.zeros(len(xyz))
+    for node, first, second, index in ((a, b, c, 0), (b, c, a, 1), (c, a, b, 2)):
+        part = _signed_triangle_areas(node, _unit(node + first), centre)
+        part += _signed_triangle_areas(node, centre, _unit(node + second))
+        areas += np.bincount(triangles[:, index], part, minlength=len(xyz))
+    return areas
+
+
 def spherical_voronoi_areas(lat_rad: np.ndarray, lon_rad: np.ndarray) -> np.ndarray:
     """Area (steradians) of each node's spherical Voronoi cell; they sum to 4 pi.
 
     Duplicate points (e.g. the 360 copies of a pole in a lat-lon grid that includes +-90)
-    share their cell equally; scipy's SphericalVoronoi alone refuses duplicate generators.
+    share their cell equally (scipy's SphericalVoronoi refuses duplicate generators).
     """
     xyz = latlon_to_xyz(lat_rad, lon_rad).reshape(-1, 3)
     unique, inverse, copies = np.unique(
@@ -113,8 +153,7 @@ def spherical_voronoi_areas(lat_rad: np.ndarray, lon_rad: np.ndarray) -> np.ndar
             f"spherical Voronoi areas need at least 4 distinct nodes, got {len(unique)}; use "
             "area weights method cos-latitude"
         )
-    voronoi = SphericalVoronoi(unique / np.linalg.norm(unique, axis=1, keepdims=True))
-    areas = voronoi.calculate_areas()
+    areas = _voronoi_areas_of_distinct(_unit(unique))
     inverse = inverse.reshape(-1)
     return areas[inverse] / copies[inverse]
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 
+from squall.models.graph_inputs import graph_edges, node_coordinates, position_features
+from squall.models.hierarchical import HierarchicalProcessor
 from squall.models.layer_kernels import kernels_with_activation
 from squall.models.mappers import GraphMapper
 from squall.models.processors import Processor
@@ -17,66 +18,6 @@ from squall.models.processors import Processor
 ENCODER_EDGES = ("data", "to", "hidden")
 PROCESSOR_EDGES = ("hidden", "to", "hidden")
 DECODER_EDGES = ("hidden", "to", "data")
-
-
-def _node_coordinates(graph: HeteroData, node_set: str) -> torch.Tensor:
-    """(nodes, 2) [lat, lon] in radians, checked, as float32."""
-    if node_set not in graph.node_types or "x" not in graph[node_set]:
-        raise ValueError(
-            f"The graph has no coordinates for node set {node_set!r} (graph[{node_set!r}].x); "
-            f"its node sets are {graph.node_types}. Build the graph with squall.graphs."
-        )
-    coordinates = graph[node_set].x
-    if coordinates.dim() != 2 or coordinates.shape[1] != 2:
-        raise ValueError(
-            f"graph[{node_set!r}].x must be (nodes, 2) [lat, lon], got {tuple(coordinates.shape)}."
-        )
-    if coordinates[:, 0].abs().max() > math.pi / 2 + 1e-4:
-        raise ValueError(
-            f"graph[{node_set!r}].x latitudes exceed pi/2: the coordinates look like degrees, "
-            "the graph contract wants radians."
-        )
-    return coordinates.float()
-
-
-def _edges(graph: HeteroData, edge_set: tuple[str, str, str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(edge_index (2, E) long, edge_attr (E, channels) float32) of one edge set, checked."""
-    if edge_set not in graph.edge_types:
-        raise ValueError(
-            f"The graph has no edge set {edge_set}; it has {graph.edge_types}. "
-            "An encoder-processor-decoder needs data->hidden, hidden->hidden and hidden->data."
-        )
-    store = graph[edge_set]
-    if "edge_attr" not in store:
-        raise ValueError(f"graph[{edge_set}] has no edge_attr; build the graph with attributes.")
-    edge_index, edge_attr = store.edge_index.long(), store.edge_attr.float()
-    if edge_attr.dim() == 1:
-        edge_attr = edge_attr.unsqueeze(-1)
-    if (
-        edge_index.dim() != 2
-        or edge_index.shape[0] != 2
-        or edge_attr.shape[0] != edge_index.shape[1]
-    ):
-        raise ValueError(
-            f"graph[{edge_set}]: edge_index must be (2, E) and edge_attr (E, channels); got "
-            f"{tuple(edge_index.shape)} and {tuple(edge_attr.shape)}."
-        )
-    source_set, _, target_set = edge_set
-    for row, node_set in ((0, source_set), (1, target_set)):
-        num_nodes = graph[node_set].x.shape[0]
-        indices = edge_index[row]
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_nodes):
-            raise ValueError(
-                f"graph[{edge_set}].edge_index row {row} points outside the {num_nodes} "
-                f"{node_set!r} nodes."
-            )
-    return edge_index, edge_attr
-
-
-def _position_features(coordinates: torch.Tensor) -> torch.Tensor:
-    """[sin lat, cos lat, sin lon, cos lon]: continuous across the dateline and the poles."""
-    latitude, longitude = coordinates[:, 0], coordinates[:, 1]
-    return torch.stack([latitude.sin(), latitude.cos(), longitude.sin(), longitude.cos()], dim=-1)
 
 
 GRAPH_COMPONENTS = ("encoder", "processor", "decoder")
@@ -103,7 +44,9 @@ class EncoderProcessorDecoder(nn.Module):
     processor: "gnn" | "graphtransformer" | "transformer"; mapper: "gnn" | "graphtransformer".
     num_chunks splits the mappers' target nodes (see blocks.target_chunks). noise_channels > 0
     makes the ensemble variant: forward draws noise (batch, noise_channels) per sample (or takes
-    `noise`) and the processor's layer norms are conditioned on it.
+    `noise`) and the processor's layer norms are conditioned on it. hierarchy_levels > 1 makes
+    the hierarchical variant (see hierarchical.py for the graph it needs); processor_layers is
+    then the number of layers at each stop of the down and up sweeps.
     """
 
     def __init__(
@@ -125,6 +68,7 @@ class EncoderProcessorDecoder(nn.Module):
         num_chunks: int = 1,
         layer_kernels: dict[str, dict[str, Any]] | None = None,
         noise_channels: int = 0,
+        hierarchy_levels: int = 1,
     ) -> None:
         super().__init__()
         self._spec = {
@@ -144,21 +88,20 @@ class EncoderProcessorDecoder(nn.Module):
             "num_chunks": num_chunks,
             "layer_kernels": layer_kernels,
             "noise_channels": noise_channels,
+            "hierarchy_levels": hierarchy_levels,
         }
         kernels = kernels_with_activation(layer_kernels, activation)
-        data_coordinates = _node_coordinates(graph, "data")
-        hidden_coordinates = _node_coordinates(graph, "hidden")
+        data_coordinates = node_coordinates(graph, "data")
+        hidden_coordinates = node_coordinates(graph, "hidden")
         self.num_data_nodes, self.num_hidden_nodes = len(data_coordinates), len(hidden_coordinates)
-        self.register_buffer("data_positions", _position_features(data_coordinates), False)
-        self.register_buffer("hidden_positions", _position_features(hidden_coordinates), False)
+        self.register_buffer("data_positions", position_features(data_coordinates), False)
+        self.register_buffer("hidden_positions", position_features(hidden_coordinates), False)
         edge_channels, edge_indices = {}, {}
         uses_edges = {"encoder": True, "processor": processor != "transformer", "decoder": True}
         for name, edge_set in zip(
             GRAPH_COMPONENTS, (ENCODER_EDGES, PROCESSOR_EDGES, DECODER_EDGES), strict=True
         ):
-            edge_index, edge_attr = _edges(graph, edge_set)
-            order = torch.argsort(edge_index[1], stable=True)
-            edge_index, edge_attr = edge_index[:, order], edge_attr[order]
+            edge_index, edge_attr = graph_edges(graph, edge_set)
             self.register_buffer(f"{name}_edge_index", edge_index, persistent=False)
             self.register_buffer(f"{name}_edge_attr", edge_attr, persistent=False)
             edge_indices[name] = edge_index
@@ -203,18 +146,39 @@ class EncoderProcessorDecoder(nn.Module):
             gradient_checkpointing=flags["encoder"],
             **mapper_args,
         )
-        self.processor = Processor(
-            processor,
-            hidden_channels,
-            edge_channels["processor"],
-            processor_layers,
-            mlp_hidden_layers,
-            kernels,
-            num_heads=num_heads,
-            window_size=window_size,
-            condition_channels=noise_channels,
-            gradient_checkpointing=flags["processor"],
-        )
+        if hierarchy_levels > 1:
+            if trainable_edge_channels:
+                raise ValueError(
+                    "trainable_edge_channels is not supported with hierarchy_levels > 1"
+                )
+            self.processor = HierarchicalProcessor(
+                graph,
+                hierarchy_levels,
+                processor,
+                mapper,
+                hidden_channels,
+                edge_channels["processor"],
+                processor_layers,
+                mlp_hidden_layers,
+                kernels,
+                num_heads,
+                trainable_node_channels,
+                condition_channels=noise_channels,
+                gradient_checkpointing=flags["processor"],
+            )
+        else:
+            self.processor = Processor(
+                processor,
+                hidden_channels,
+                edge_channels["processor"],
+                processor_layers,
+                mlp_hidden_layers,
+                kernels,
+                num_heads=num_heads,
+                window_size=window_size,
+                condition_channels=noise_channels,
+                gradient_checkpointing=flags["processor"],
+            )
         self.decoder = GraphMapper(
             mapper,
             hidden_channels,

@@ -79,7 +79,9 @@ class Remapper(nn.Module):
             for method, lmbda in sorted(set(remaps.values()))
         ]
 
-    def _transform(self, x: torch.Tensor, columns: torch.Tensor | None, inverse: bool) -> torch.Tensor:
+    def _transform(
+        self, x: torch.Tensor, columns: torch.Tensor | None, inverse: bool
+    ) -> torch.Tensor:
         if not self.groups:
             return x
         position = None if columns is None else {int(c): i for i, c in enumerate(columns)}

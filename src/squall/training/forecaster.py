@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torchmetrics import MeanMetric
 
 from squall.models.interface import ForecastModel
+from squall.training.curriculum import RolloutCurriculum
+from squall.training.optimizers import build_optimizer, warmup_cosine
 
 
 class Forecaster(pl.LightningModule):
     """Trains a ForecastModel on batches from ForecastDataModule.
 
+    Batches hold `data` (batch, time, ensemble, grid, variable) in physical units, with the k
+    inputs followed by at least as many targets as the longest rollout, and `time` (epoch s).
     Hyperparameters are plain containers (no OmegaConf objects) so checkpoints load with
     torch.load(weights_only=True).
     """
@@ -24,67 +28,106 @@ class Forecaster(pl.LightningModule):
         config: dict[str, Any],
         statistics: dict[str, list[float]],
         loss: torch.nn.Module,
+        metric_weights: torch.Tensor,
     ) -> None:
         super().__init__()
         self.model = model
         self.config = config
-        self.rollout = config["task"]["rollout"]
         self.loss = loss
+        task = config["task"]
+        self.curriculum = RolloutCurriculum(**task["rollout"])
+        self.validation_rollout = task["validation_rollout"]
+        self.step_hours = model.timestep_seconds // 3600
+        # Area weights of the validation metrics (physical units, per variable and lead).
+        self.register_buffer("metric_weights", metric_weights / metric_weights.sum(), False)
+        self.val_mse = torch.nn.ModuleDict(
+            {
+                self._metric_name(variable, lead): MeanMetric()
+                for variable in model.output_variables
+                for lead in range(1, self.validation_rollout + 1)
+            }
+        )
         # Everything needed to rebuild the model from the checkpoint and its graph file.
         self.save_hyperparameters(
             {"config": config, "model_spec": model.spec, "statistics": statistics}
         )
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        run_id = getattr(self.logger, "run_id", None)
-        checkpoint["squall"] = {"mlflow_run_id": run_id, "lineage": self.config["lineage"]}
+    def _metric_name(self, variable: str, lead: int) -> str:
+        return f"{variable}__{lead * self.step_hours}h"  # ModuleDict keys may not hold '/'
 
-    def _rollout_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Roll out `rollout` steps, feeding predictions back; one loss over all output times."""
+    @property
+    def rollout(self) -> int:
+        return self.curriculum.at(self.current_epoch, self.global_step)
+
+    def _roll_out(
+        self, batch: dict[str, torch.Tensor], steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised predictions and targets (B, steps, E, G, V_out), feeding predictions back."""
         data = self.model.normalizer.normalise(batch["data"])  # (B, T, E, G, V)
-        time = batch["time"]
         k = self.model.input_steps
+        if data.shape[1] < k + steps:
+            raise ValueError(
+                f"a batch holds {data.shape[1] - k} target steps but the rollout needs {steps}: "
+                "the datamodule must be built for the longest rollout"
+            )
         state = data[:, :k]
         predictions = []
-        for step in range(self.rollout):
+        for step in range(steps):
             truth = data[:, k + step]
-            prediction = self.model.forward_normalised(state, time[:, k + step])
+            prediction = self.model.forward_normalised(state, batch["time"][:, k + step])
             predictions.append(prediction)
             new_state = self.model.next_input_state(prediction, truth)
             state = torch.cat([state[:, 1:], new_state[:, None]], dim=1)
-        targets = data[:, k : k + self.rollout][..., self.model.output_columns]
-        return self.loss(torch.stack(predictions, dim=1), targets)
+        targets = data[:, k : k + steps][..., self.model.output_columns]
+        return torch.stack(predictions, dim=1), targets
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._rollout_loss(batch)
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch["data"].shape[0])
+        loss = self.loss(*self._roll_out(batch, self.rollout))
+        size = batch["data"].shape[0]
+        self.log("train_loss", loss, prog_bar=True, batch_size=size)
+        self.log("rollout", float(self.rollout), batch_size=size)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._rollout_loss(batch)
-        self.log("val_loss", loss, prog_bar=True, batch_size=batch["data"].shape[0])
+        predictions, targets = self._roll_out(batch, self.validation_rollout)
+        loss = self.loss(predictions, targets)
+        self.log("val_loss", loss, prog_bar=True, batch_size=batch["data"].shape[0], sync_dist=True)
+        columns = self.model.output_columns
+        physical = self.model.normalizer.denormalise(predictions, columns)
+        truth = self.model.normalizer.denormalise(targets, columns)
+        # Area-weighted MSE per sample, lead and variable: (B, T, E, G, V) -> (B*E, T, V)
+        mse = torch.einsum("btegv,g->betv", (physical - truth).float() ** 2, self.metric_weights)
+        mse = mse.flatten(0, 1)
+        for lead in range(self.validation_rollout):
+            for index, variable in enumerate(self.model.output_variables):
+                self.val_mse[self._metric_name(variable, lead + 1)].update(mse[:, lead, index])
         return loss
+
+    def on_validation_epoch_end(self) -> None:
+        # Logged with stable names, e.g. val/rmse/msl/6h, in the variables' own units.
+        for name, metric in self.val_mse.items():
+            variable, lead = name.split("__")
+            self.log(f"val/rmse/{variable}/{lead}", metric.compute().sqrt())
+            metric.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        run_id = getattr(self.logger, "run_id", None)
+        checkpoint["squall"] = {
+            "mlflow_run_id": run_id,
+            "lineage": self.config["lineage"],
+            "rollout": self.rollout,
+        }
 
     def configure_optimizers(self) -> dict[str, Any]:
         training = self.config["training"]
-        settings = training["optimizer"]
-        optimizer = torch.optim.AdamW(
-            self.parameters(),
-            lr=settings["lr"],
-            weight_decay=settings["weight_decay"],
-            betas=tuple(settings["betas"]),
+        replicas = self.trainer.world_size if self.trainer else 1
+        optimizer = build_optimizer(self.parameters(), training["optimizer"], replicas)
+        floor = training["lr_schedule"]["min_lr"] / training["optimizer"]["lr"]
+        factor = warmup_cosine(
+            int(self.trainer.estimated_stepping_batches),
+            training["lr_schedule"]["warmup_steps"],
+            floor,
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(training["lr_schedule"]["warmup_steps"], total - 1)
-        floor = training["lr_schedule"]["min_lr"] / settings["lr"]
-
-        def factor(step: int) -> float:
-            # Linear warm-up, then cosine decay to min_lr at the last step.
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {
             "optimizer": optimizer,

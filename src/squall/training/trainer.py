@@ -9,7 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
 
 from squall.config.lineage import check_lineage, input_lineage
@@ -21,13 +21,13 @@ from squall.data.statistics import load_statistics
 from squall.data.store import open_dataset
 from squall.graphs.io import load_graph
 from squall.models.interface import ForecastModel
+from squall.training.callbacks import training_callbacks
 from squall.training.checkpoint_io import AtomicCheckpointIO
 from squall.training.forecaster import Forecaster
 from squall.training.losses import build_loss
 from squall.training.preflight import model_statistics, model_variables
 from squall.training.scalers import build_scalers
 
-BEST_CHECKPOINT = "best.ckpt"
 
 
 def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, Any]:
@@ -52,7 +52,8 @@ def build_training_loss(
     outputs = model.output_columns.tolist()
     output_statistics = {key: [values[i] for i in outputs] for key, values in statistics.items()}
     node_attributes = {
-        key: value for key, value in graph["data"].items()
+        key: value
+        for key, value in graph["data"].items()
         if isinstance(value, torch.Tensor) and value.dim() == 1
     }
     scalers = build_scalers(
@@ -96,7 +97,11 @@ def train(
     model = ForecastModel(graph, build_model_spec(config, variables), statistics)
     loss = build_training_loss(config, model, statistics, graph)
     task = Forecaster(
-        model, config.model_dump(mode="json"), statistics, loss=loss
+        model,
+        config.model_dump(mode="json"),
+        statistics,
+        loss=loss,
+        metric_weights=graph["data"].area_weight,
     )
 
     step = int(frequency_to_timedelta(config.data.timestep) / dataset.frequency)
@@ -109,7 +114,7 @@ def train(
         },
         variables=variables,
         input_steps=config.task.input_steps,
-        rollout=config.task.rollout,
+        rollout=max(config.task.rollout.maximum, config.task.validation_rollout),
         step=step,
         batch_size=loader.batch_size.model_dump(),
         num_workers=loader.num_workers.model_dump(),
@@ -119,16 +124,9 @@ def train(
     root = Path(config.system.output.root)
     checkpoints = root / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    best = ModelCheckpoint(
-        dirpath=checkpoints,
-        filename=Path(BEST_CHECKPOINT).stem,
-        monitor="val_loss",
-        mode="min",
-        enable_version_counter=False,
-    )
-    # last.ckpt after every epoch, improved or not: what a resume starts from.
-    last = ModelCheckpoint(dirpath=checkpoints, save_top_k=0, save_last=True)
-    loggers, callbacks = [], [best, last]
+    callbacks = training_callbacks(config.training.model_dump(), checkpoints)
+    best = callbacks[0]
+    loggers = []
     mlflow_settings = config.diagnostics.mlflow
     if mlflow_settings.enabled:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -152,6 +150,7 @@ def train(
         limit_train_batches=config.training.limit_train_batches,
         limit_val_batches=config.training.limit_val_batches,
         gradient_clip_val=config.training.gradient_clip_val,
+        accumulate_grad_batches=config.training.accumulate_grad_batches,
         log_every_n_steps=config.diagnostics.log_every_n_steps,
         logger=loggers or False,
         callbacks=callbacks,

@@ -1,0 +1,133 @@
+"""Training callbacks: checkpoints on several clocks, a wall-time guard, an EMA of the weights,
+early stopping. All checkpoints go through AtomicCheckpointIO (temporary file, then rename)."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+BEST = "best"
+LAST = "last.ckpt"
+
+
+def checkpoint_callbacks(directory: Path, settings: dict[str, Any]) -> list[ModelCheckpoint]:
+    """best.ckpt (lowest validation loss), last.ckpt (every epoch), and the periodic ones."""
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=directory,
+            filename=BEST,
+            monitor="val_loss",
+            mode="min",
+            enable_version_counter=False,
+        ),
+        # last.ckpt after every epoch, improved or not: what a resume starts from.
+        ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True),
+    ]
+    keep_all = {"dirpath": directory, "save_top_k": -1, "enable_version_counter": False}
+    if settings.get("every_n_epochs"):
+        callbacks.append(
+            ModelCheckpoint(
+                filename="epoch{epoch:03d}",
+                auto_insert_metric_name=False,
+                every_n_epochs=settings["every_n_epochs"],
+                **keep_all,
+            )
+        )
+    if settings.get("every_n_steps"):
+        callbacks.append(
+            ModelCheckpoint(
+                filename="step{step:06d}",
+                auto_insert_metric_name=False,
+                every_n_train_steps=settings["every_n_steps"],
+                **keep_all,
+            )
+        )
+    if settings.get("every_n_minutes"):
+        interval = datetime.timedelta(minutes=settings["every_n_minutes"])
+        callbacks.append(
+            ModelCheckpoint(
+                filename="time-step{step:06d}",
+                auto_insert_metric_name=False,
+                train_time_interval=interval,
+                **keep_all,
+            )
+        )
+    return callbacks
+
+
+class TimeLimit(Callback):
+    """Before a job's wall time runs out: write last.ckpt and stop, so the next job resumes.
+
+    Checked after every batch; `minutes` should leave room for one batch and one checkpoint.
+    """
+
+    def __init__(self, minutes: float, directory: Path) -> None:
+        self.seconds = minutes * 60
+        self.path = Path(directory) / LAST
+        self.started = time.monotonic()
+        self.triggered = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.triggered and time.monotonic() - self.started >= self.seconds:
+            self.triggered = True
+            trainer.save_checkpoint(self.path)
+            trainer.should_stop = True
+
+
+class WeightEMA(Callback):
+    """An exponential moving average of the model's weights, kept beside the training weights
+    and saved in checkpoints (`ema_state_dict`); the exporter prefers it."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.average: AveragedModel | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.average is None:
+            self.average = AveragedModel(
+                pl_module.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.average.update_parameters(pl_module.model)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if self.average is not None:
+            checkpoint["ema_state_dict"] = {
+                k: v.detach().clone() for k, v in self.average.module.state_dict().items()
+            }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        if "ema_state_dict" in checkpoint:
+            self.on_fit_start(trainer, pl_module)
+            with torch.no_grad():
+                self.average.module.load_state_dict(checkpoint["ema_state_dict"])
+
+
+def training_callbacks(training: dict[str, Any], directory: Path) -> list[Callback]:
+    callbacks: list[Callback] = [*checkpoint_callbacks(directory, training["checkpoints"])]
+    stopping = training["early_stopping"]
+    if stopping["enabled"]:
+        callbacks.append(
+            EarlyStopping(
+                monitor="val_loss",
+                mode="min",
+                patience=stopping["patience"],
+                min_delta=stopping["min_delta"],
+            )
+        )
+    if training.get("ema_decay"):
+        callbacks.append(WeightEMA(training["ema_decay"]))
+    if training.get("time_limit_minutes"):
+        callbacks.append(TimeLimit(training["time_limit_minutes"], directory))
+    return callbacks

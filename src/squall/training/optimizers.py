@@ -1,0 +1,73 @@
+"""Optimisers and the learning-rate schedule, from training.optimizer and training.lr_schedule.
+
+The learning rate in the config is per model replica; with `scale_with_replicas` it is
+multiplied by the number of data-parallel replicas (the effective batch grows with them: the
+linear scaling rule of Goyal et al., 2017). Warm-up and cosine decay are stepped per optimiser
+step (not per batch: gradient accumulation takes several batches per step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from squall.training.ademamix import AdEMAMix
+
+
+def effective_lr(lr: float, replicas: int, scale_with_replicas: bool) -> float:
+    return lr * replicas if scale_with_replicas else lr
+
+
+def build_optimizer(
+    parameters: Iterable[torch.nn.Parameter], settings: dict[str, Any], replicas: int = 1
+) -> torch.optim.Optimizer:
+    name = settings.get("name", "adamw")
+    lr = effective_lr(settings["lr"], replicas, settings.get("scale_with_replicas", False))
+    betas = tuple(settings.get("betas", (0.9, 0.999)))
+    weight_decay = settings.get("weight_decay", 0.0)
+    parameters = [p for p in parameters if p.requires_grad]  # frozen modules stay out
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name == "ademamix":
+        return AdEMAMix(
+            parameters,
+            lr=lr,
+            betas=(*betas[:2], settings.get("beta3", 0.9999)),
+            alpha=settings.get("alpha", 5.0),
+            weight_decay=weight_decay,
+            warmup=settings.get("ademamix_warmup", 0),
+        )
+    if name == "zero_adamw":
+        # ZeRO stage 1: AdamW's state sharded over the data-parallel ranks.
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            raise ValueError(
+                "optimizer zero_adamw shards the optimiser state over data-parallel ranks and "
+                "needs a distributed run (several devices or nodes); use adamw on one device"
+            )
+        return ZeroRedundancyOptimizer(
+            parameters,
+            optimizer_class=torch.optim.AdamW,
+            lr=lr,
+            betas=betas,
+            weight_decay=weight_decay,
+        )
+    raise ValueError(f"unknown optimizer {name!r}; choose adamw, ademamix or zero_adamw")
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, floor: float):
+    """LR factor per optimiser step: linear warm-up to 1, cosine decay to `floor` at the end."""
+    total = max(1, total_steps)
+    warmup = min(warmup_steps, total - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor

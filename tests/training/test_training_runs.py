@@ -1,0 +1,98 @@
+"""Training features on the real storm sample with the debug config: curriculum, periodic and
+time-limited checkpoints, EMA, early stopping, validation metrics in physical units."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import torch
+from storm_sample import REPO, pipeline_overrides
+
+from squall.config.resolved import read_resolved
+from squall.export.artifact import load_artifact
+from squall.export.from_checkpoint import export_checkpoint
+from squall.training.preflight import validate_to_file
+from squall.training.trainer import train
+
+CONFIG_DIR = REPO / "configs/training"
+
+
+def _resolved(storm_inputs, root, *extra):
+    path = root / "resolved.yaml"
+    validate_to_file("debug", [*pipeline_overrides(storm_inputs, root), *extra], CONFIG_DIR, path)
+    return read_resolved(path)
+
+
+def test_curriculum_checkpoints_and_ema(storm_inputs, tmp_path):
+    resolved = _resolved(
+        storm_inputs,
+        tmp_path,
+        "training.max_epochs=2",
+        "training.limit_train_batches=2",
+        "task.rollout.start=1",
+        "task.rollout.maximum=2",
+        "task.rollout.every_n_epochs=1",
+        "task.validation_rollout=2",
+        "training.checkpoints.every_n_steps=1",
+        "training.ema_decay=0.5",
+        "training.optimizer.name=ademamix",
+    )
+    best = train(resolved)
+    checkpoints = sorted(p.name for p in best.parent.iterdir())
+    assert {"best.ckpt", "last.ckpt", "step000001.ckpt", "step000004.ckpt"} <= set(checkpoints)
+    assert not [name for name in checkpoints if ".tmp" in name]
+    last = torch.load(best.parent / "last.ckpt", weights_only=True)
+    assert last["squall"]["rollout"] == 2  # epoch 1 rolls out 2 steps
+    first = torch.load(best.parent / "step000001.ckpt", weights_only=True)
+    assert first["squall"]["rollout"] == 1
+    # The exported model carries the EMA weights, not the last training weights.
+    assert "ema_state_dict" in last
+    model, _ = load_artifact(export_checkpoint(best.parent / "last.ckpt", tmp_path / "m"))
+    ema = last["ema_state_dict"]
+    name = next(k for k in ema if k.endswith("weight") and ema[k].dim() == 2)
+    torch.testing.assert_close(model.state_dict()[name], ema[name])
+    assert not torch.equal(ema[name], last["state_dict"][f"model.{name}"])
+
+
+def test_validation_metrics_in_physical_units_reach_mlflow(storm_inputs, tmp_path):
+    resolved = _resolved(storm_inputs, tmp_path, "task.validation_rollout=2")
+    train(resolved)
+    database = sqlite3.connect(tmp_path / "mlflow.db")
+    names = {row[0] for row in database.execute("select distinct key from metrics")}
+    assert {"val/rmse/msl/6h", "val/rmse/msl/12h", "val/rmse/v_500/12h", "val_loss"} <= names
+    msl = database.execute("select value from metrics where key='val/rmse/msl/6h'").fetchone()[0]
+    assert 50 < msl < 5000  # Pa: an untrained model is close to persistence (~400 Pa)
+
+
+def test_time_limit_saves_and_stops(storm_inputs, tmp_path):
+    resolved = _resolved(
+        storm_inputs,
+        tmp_path,
+        "training.max_epochs=50",
+        "training.limit_train_batches=null",
+        "training.time_limit_minutes=0.001",
+    )
+    train(resolved)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] < 50  # stopped long before 50 epochs
+
+
+def test_early_stopping(storm_inputs, tmp_path):
+    resolved = _resolved(
+        storm_inputs,
+        tmp_path,
+        "training.max_epochs=30",
+        "training.early_stopping.enabled=true",
+        "training.early_stopping.patience=1",
+        "training.early_stopping.min_delta=1000",
+    )
+    train(resolved)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] < 5  # no improvement of 1000 is possible: stops after patience
+
+
+def test_zero_optimizer_needs_a_distributed_run(storm_inputs, tmp_path):
+    resolved = _resolved(storm_inputs, tmp_path, "training.optimizer.name=zero_adamw")
+    with pytest.raises(ValueError, match="needs a distributed run"):
+        train(resolved)
