@@ -89,7 +89,7 @@ def _config_schema(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from squall.training.trainer import train_from_file
 
-    best = train_from_file(args.resolved, args.allow_lineage_mismatch, args.resume)
+    best = train_from_file(args.resolved, args.allow_lineage_mismatch, args.resume, args.fork)
     print(f"best checkpoint: {best}")
 
 
@@ -233,7 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = groups.add_parser("train", help="train from a resolved config")
     train.add_argument("resolved")
-    train.add_argument("--resume", help="checkpoint to resume from")
+    train.add_argument(
+        "--resume",
+        help="continue exactly from a checkpoint, from 'last' (this run's last.ckpt, if any), "
+        "or from an MLflow run id",
+    )
+    train.add_argument(
+        "--fork", action="store_true", help="with --resume: continue as a new MLflow run"
+    )
     train.add_argument("--allow-lineage-mismatch", action="store_true")
     train.set_defaults(run=_train)
 

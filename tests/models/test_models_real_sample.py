@@ -90,3 +90,26 @@ def test_a_tiny_model_overfits_one_real_sample(storm, template):
         losses.append(loss.item())
     # The first loss is persistence's (zero-initialised output layer).
     assert losses[-1] < losses[0] / 10, f"{template}: {losses[0]:.4f} -> {losses[-1]:.4f}"
+
+
+def test_hierarchical_variant_runs_on_a_hierarchical_graph_of_the_storm_grid(storm_inputs):
+    """The graph builder's hierarchical recipe (hidden, hidden_2, hidden_3 with down/up edges),
+    made regional, feeds the hierarchical model as it is."""
+    import yaml
+
+    from squall.graphs.create import create_graph
+    from squall.graphs.data_nodes import load_data_nodes
+    from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
+
+    recipe = yaml.safe_load((REPO / "configs/training/graph/hierarchical.yaml").read_text())
+    recipe["hidden"]["margin_km"] = 300.0  # the regional storm grid: keep nodes near it
+    recipe["encoder"]["cutoff_factor"] = recipe["down"]["cutoff_factor"] = 1.2
+    graph = create_graph(load_data_nodes(storm_inputs["dataset"]), recipe)
+    torch.manual_seed(0)
+    model = EncoderProcessorDecoder(
+        graph, 10, 6, hidden_channels=32, processor_layers=1, hierarchy_levels=3
+    )
+    y = model(torch.randn(1, 726, 10))
+    y.square().mean().backward()
+    assert y.shape == (1, 726, 6) and torch.isfinite(y).all()
+    assert all(p.grad is not None for p in model.parameters())

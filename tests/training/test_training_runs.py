@@ -3,6 +3,7 @@ time-limited checkpoints, EMA, early stopping, validation metrics in physical un
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -96,3 +97,71 @@ def test_zero_optimizer_needs_a_distributed_run(storm_inputs, tmp_path):
     resolved = _resolved(storm_inputs, tmp_path, "training.optimizer.name=zero_adamw")
     with pytest.raises(ValueError, match="needs a distributed run"):
         train(resolved)
+
+
+def test_resume_fork_warm_start_transfer_and_freeze(storm_inputs, tmp_path):
+    first = train(_resolved(storm_inputs, tmp_path / "a", "training.max_epochs=1"))
+    last = first.parent / "last.ckpt"
+    before = torch.load(last, weights_only=True)
+    run_id = before["squall"]["mlflow_run_id"]
+
+    # Resume by MLflow run id: same run, the epoch count continues.
+    resolved = _resolved(storm_inputs, tmp_path / "a", "training.max_epochs=2")
+    train(resolved, resume=run_id)
+    resumed = torch.load(last, weights_only=True)
+    assert resumed["epoch"] == before["epoch"] + 1 and resumed["global_step"] == 4
+    assert resumed["squall"]["mlflow_run_id"] == run_id
+
+    # Fork: continues from the checkpoint as a new run.
+    forked_root = tmp_path / "b"
+    train(
+        _resolved(storm_inputs, forked_root, "training.max_epochs=3"), resume=str(last), fork=True
+    )
+    forked = torch.load(forked_root / "checkpoints" / "last.ckpt", weights_only=True)
+    assert forked["global_step"] == 6 and forked["squall"]["mlflow_run_id"] != run_id
+
+    # Warm start: weights only, a fresh schedule; a frozen encoder does not move.
+    warm_root = tmp_path / "c"
+    train(
+        _resolved(
+            storm_inputs,
+            warm_root,
+            f"training.initialisation.checkpoint={last}",
+            "training.initialisation.freeze=[network.encoder]",
+        )
+    )
+    warm = torch.load(warm_root / "checkpoints" / "last.ckpt", weights_only=True)
+    assert warm["global_step"] == 2
+    encoder = [k for k in warm["state_dict"] if k.startswith("model.network.encoder.")]
+    changed = [
+        k
+        for k in warm["state_dict"]
+        if k.startswith("model.network.processor.")
+        and not torch.equal(warm["state_dict"][k], resumed["state_dict"][k])
+    ]
+    assert encoder and all(
+        torch.equal(warm["state_dict"][k], resumed["state_dict"][k]) for k in encoder
+    )
+    assert changed  # the rest trained
+
+
+def test_checkpoint_with_other_variables_is_refused_or_transferred(storm_inputs, tmp_path):
+    first = train(_resolved(storm_inputs, tmp_path / "a", "data.drop=[v_500]"))
+    with pytest.raises(ValueError, match=r"other variables.*only in the data: \['v_500'\]"):
+        train(
+            _resolved(storm_inputs, tmp_path / "b", f"training.initialisation.checkpoint={first}")
+        )
+    best = train(
+        _resolved(
+            storm_inputs,
+            tmp_path / "c",
+            f"training.initialisation.checkpoint={first}",
+            "training.initialisation.mode=transfer",
+            "training.initialisation.allow_variable_remap=true",
+        )
+    )
+    summary = json.loads((best.parent.parent / "training_summary.json").read_text())
+    report = summary["initialisation"]
+    assert report["loaded"] > 0 and report["skipped"]  # the input/output layers did not fit
+    with pytest.raises(ValueError, match="same variables in another order|other variables"):
+        train(_resolved(storm_inputs, tmp_path / "d"), resume=str(first))

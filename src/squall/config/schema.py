@@ -279,6 +279,16 @@ class EarlyStoppingConfig(Strict):
     min_delta: float = Field(0.0, ge=0)
 
 
+class InitialisationConfig(Strict):
+    """Start from an earlier checkpoint's weights (a new run: fresh optimiser and schedule).
+    To continue a run exactly, use `squall train --resume` instead."""
+
+    checkpoint: str | None = None
+    mode: Literal["warm_start", "transfer"] = "warm_start"  # transfer: load what fits
+    freeze: list[str] = []  # submodules to keep fixed, e.g. [network.encoder]
+    allow_variable_remap: bool = False  # accept a checkpoint with other variables (transfer)
+
+
 class LossConfig(Strict):
     name: Literal["mse", "rmse", "mae", "huber", "logcosh", "combined"] = "mse"
     scalers: list[str] = ["*"]  # '*' all of training.scalers, '!name' to leave one out
@@ -314,6 +324,7 @@ class TrainingConfig(Strict):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     ema_decay: float | None = Field(None, gt=0, lt=1)  # keep an EMA of the weights; export it
     time_limit_minutes: float | None = Field(None, gt=0)  # checkpoint and stop before a wall time
+    initialisation: InitialisationConfig = InitialisationConfig()
     loss: LossConfig = LossConfig()
     # name -> settings; see squall.training.scalers. A loss selects them by name.
     scalers: dict[str, dict[str, Any]] = {"area": {"node_attribute": "area_weight"}}

@@ -101,12 +101,12 @@ class ForecastSamples(Dataset):
         dates = self.indices[np.asarray(items)][:, None] + self.offsets[None, :]
         shape = (len(items), len(self.offsets), *self._sample_shape)
         data = self._batch_buffer(shape)
-        out = data.numpy()
         for b, sample_dates in enumerate(dates):
             fields = self.store.read_into(sample_dates, self._read_buffer(), points=self.points)
             if self.columns is not None:
                 fields = fields[:, self.columns]
-            np.copyto(out[b], fields.transpose(0, 2, 3, 1))  # (T, V, E, G) -> (T, E, G, V)
+            # (T, V, E, G) -> (T, E, G, V); torch's blocked copy beats numpy's strided one.
+            data[b].copy_(torch.from_numpy(fields).permute(0, 2, 3, 1))
         return {"data": data, "time": torch.from_numpy(self.epoch_seconds[dates])}
 
     @property

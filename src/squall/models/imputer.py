@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from squall.models.normalizer import variable_entries
+
 IMPUTERS = ("mean", "minimum", "maximum", "constant", "variable")
 
 
@@ -30,28 +32,22 @@ class Imputer(nn.Module):
         index = {name: i for i, name in enumerate(variables)}
         fill_value = torch.full((len(variables),), float("nan"))
         source = torch.full((len(variables),), -1, dtype=torch.long)
-        for entry in config or []:
-            method = entry.get("method")
-            if method not in IMPUTERS:
-                raise ValueError(f"unknown imputer {method!r}; choose one of {IMPUTERS}.")
-            for name in entry.get("variables", []):
-                if name not in index:
-                    raise ValueError(f"imputer {method!r} names {name!r}, not a model variable.")
-                i = index[name]
-                if method == "constant":
-                    if "value" not in entry:
-                        raise ValueError("the constant imputer needs a 'value'.")
-                    fill_value[i] = float(entry["value"])
-                elif method == "variable":
-                    if entry.get("source") not in index:
-                        raise ValueError(
-                            f"the variable imputer for {name!r} needs a 'source' among {variables}."
-                        )
-                    source[i] = index[entry["source"]]
-                else:
-                    if method not in statistics:
-                        raise ValueError(f"the {method!r} imputer needs {method} statistics.")
-                    fill_value[i] = float(statistics[method][i])
+        for method, entry, name in variable_entries("imputer", IMPUTERS, variables, config):
+            i = index[name]
+            if method == "constant":
+                if "value" not in entry:
+                    raise ValueError("the constant imputer needs a 'value'.")
+                fill_value[i] = float(entry["value"])
+            elif method == "variable":
+                if entry.get("source") not in index:
+                    raise ValueError(
+                        f"the variable imputer for {name!r} needs a 'source' among {variables}."
+                    )
+                source[i] = index[entry["source"]]
+            else:
+                if method not in statistics:
+                    raise ValueError(f"the {method!r} imputer needs {method} statistics.")
+                fill_value[i] = float(statistics[method][i])
         self.active = bool(torch.isfinite(fill_value).any() or (source >= 0).any())
         self.register_buffer("fill_value", fill_value, persistent=False)
         self.register_buffer("source", source, persistent=False)

@@ -7,7 +7,8 @@ Every method is an affine map (x - offset) / scale with per-variable buffers:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +16,28 @@ from torch import nn
 NORMALISERS = ("mean-std", "std", "min-max", "max", "none")
 # A variable constant over the statistics period (scale 0) is passed through shifted, not scaled.
 _MIN_SCALE = 1e-12
+
+
+def variable_entries(
+    kind: str,
+    methods: Sequence[str],
+    variables: Sequence[str],
+    config: Sequence[Mapping[str, Any]] | None,
+) -> Iterator[tuple[str, Mapping[str, Any], str]]:
+    """(method, entry, variable) of config entries [{"method": ..., "variables": [...]}, ...],
+    checked: known methods, model variables, no variable twice."""
+    seen: set[str] = set()
+    for entry in config or []:
+        method = entry.get("method")
+        if method not in methods:
+            raise ValueError(f"unknown {kind} {method!r}; choose one of {tuple(methods)}.")
+        for name in entry.get("variables", []):
+            if name not in variables:
+                raise ValueError(f"{kind} {method!r} names {name!r}, not a model variable.")
+            if name in seen:
+                raise ValueError(f"variable {name!r} has two {kind}s; keep one.")
+            seen.add(name)
+            yield method, entry, name
 
 
 def normaliser_per_variable(

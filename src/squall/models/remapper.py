@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from squall.models.normalizer import variable_entries
+
 REMAPPERS = ("log1p", "sqrt", "boxcox", "arcsinh")
 
 
@@ -51,18 +53,10 @@ def remapper_per_variable(
 ) -> dict[str, tuple[str, float]]:
     """[{"method": "log1p", "variables": ["tp"]}, {"method": "boxcox", "lmbda": 0.5, ...}]
     -> {variable: (method, lmbda)}."""
-    remaps: dict[str, tuple[str, float]] = {}
-    for entry in config or []:
-        method = entry.get("method")
-        if method not in REMAPPERS:
-            raise ValueError(f"unknown remapper {method!r}; choose one of {REMAPPERS}.")
-        for name in entry.get("variables", []):
-            if name not in variables:
-                raise ValueError(f"remapper {method!r} names {name!r}, not a model variable.")
-            if name in remaps:
-                raise ValueError(f"variable {name!r} has two remappers; keep one.")
-            remaps[name] = (method, float(entry.get("lmbda", 0.0)))
-    return remaps
+    return {
+        name: (method, float(entry.get("lmbda", 0.0)))
+        for method, entry, name in variable_entries("remapper", REMAPPERS, variables, config)
+    }
 
 
 class Remapper(nn.Module):

@@ -48,8 +48,9 @@ class Forecaster(pl.LightningModule):
             }
         )
         # Everything needed to rebuild the model from the checkpoint and its graph file.
+        # (logged to MLflow by the trainer, flattened, not by Lightning)
         self.save_hyperparameters(
-            {"config": config, "model_spec": model.spec, "statistics": statistics}
+            {"config": config, "model_spec": model.spec, "statistics": statistics}, logger=False
         )
 
     def _metric_name(self, variable: str, lead: int) -> str:

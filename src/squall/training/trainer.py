@@ -24,10 +24,16 @@ from squall.models.interface import ForecastModel
 from squall.training.callbacks import training_callbacks
 from squall.training.checkpoint_io import AtomicCheckpointIO
 from squall.training.forecaster import Forecaster
+from squall.training.initialisation import (
+    check_variables,
+    freeze,
+    load_matching_weights,
+    read_checkpoint,
+)
 from squall.training.losses import build_loss
 from squall.training.preflight import model_statistics, model_variables
+from squall.training.runs import resolve_resume, run_tags
 from squall.training.scalers import build_scalers
-
 
 
 def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, Any]:
@@ -62,6 +68,26 @@ def build_training_loss(
     return build_loss(config.training.loss.as_settings(), scalers)
 
 
+def initialise(model: ForecastModel, settings) -> dict[str, Any] | None:
+    """Weights from training.initialisation.checkpoint, and frozen submodules."""
+    report = None
+    if settings.checkpoint:
+        checkpoint = read_checkpoint(settings.checkpoint)
+        check_variables(checkpoint, model.spec, settings.allow_variable_remap)
+        strict = settings.mode == "warm_start" and not settings.allow_variable_remap
+        outcome = load_matching_weights(model, checkpoint, strict=strict)
+        report = {
+            "checkpoint": settings.checkpoint,
+            "mode": settings.mode,
+            "loaded": len(outcome["loaded"]),
+            "skipped": outcome["skipped"],
+            "not_in_checkpoint": outcome["not_in_checkpoint"],
+        }
+    if settings.freeze:
+        report = {**(report or {}), "frozen": freeze(model, settings.freeze)}
+    return report
+
+
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in tree.items():
@@ -74,11 +100,16 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def train(
-    resolved: dict[str, Any], allow_lineage_mismatch: bool = False, resume: str | None = None
+    resolved: dict[str, Any],
+    allow_lineage_mismatch: bool = False,
+    resume: str | None = None,
+    fork: bool = False,
 ) -> Path:
     """Train from a resolved config (as written by `squall config validate`).
 
-    Returns the path of the best checkpoint (lowest validation loss).
+    `resume` (a checkpoint, `last`, or an MLflow run id) continues a run exactly: weights,
+    optimiser, schedule, epoch, rollout stage and data position; with `fork` it continues
+    from there as a new MLflow run. Returns the path of the best checkpoint.
     """
     config = SquallConfig.model_validate(resolved)
     inputs = config.system.input
@@ -95,6 +126,7 @@ def train(
         load_statistics(inputs.statistics), variables, config.data.timestep
     )
     model = ForecastModel(graph, build_model_spec(config, variables), statistics)
+    initialised = initialise(model, config.training.initialisation)
     loss = build_training_loss(config, model, statistics, graph)
     task = Forecaster(
         model,
@@ -128,15 +160,25 @@ def train(
     best = callbacks[0]
     loggers = []
     mlflow_settings = config.diagnostics.mlflow
+    resume_path = resolve_resume(resume, checkpoints, mlflow_settings.tracking_uri)
+    resumed = read_checkpoint(resume_path) if resume_path else None
+    if resumed is not None:
+        check_variables(resumed, model.spec, allow_remap=False)
     if mlflow_settings.enabled:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        previous_run = (resumed or {}).get("squall", {}).get("mlflow_run_id")
         logger = MLFlowLogger(
             experiment_name=mlflow_settings.experiment_name,
             run_name=mlflow_settings.run_name,
             tracking_uri=mlflow_settings.tracking_uri,
             artifact_location=mlflow_settings.artifact_location,
+            run_id=None if fork else previous_run,
+            tags=run_tags(
+                mlflow_settings.experiment_name, checkpoints, previous_run if fork else None
+            ),
         )
-        logger.log_hyperparams(_flatten(config.model_dump(mode="json")))
+        if fork or previous_run is None:  # a resumed run keeps the params it started with
+            logger.log_hyperparams(_flatten(config.model_dump(mode="json")))
         loggers.append(logger)
         callbacks.append(LearningRateMonitor(logging_interval="step"))
 
@@ -159,13 +201,15 @@ def train(
         enable_progress_bar=False,
         deterministic="warn" if config.training.deterministic else False,
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_path)
     summary = {
         "best_checkpoint": str(Path(best.best_model_path).name),
         "best_val_loss": float(best.best_model_score)
         if best.best_model_score is not None
         else None,
         "epochs": trainer.current_epoch,
+        "initialisation": initialised,
+        "resumed_from": str(resume_path) if resume_path else None,
         "steps": trainer.global_step,
         "parameters": sum(p.numel() for p in model.parameters()),
         "mlflow_run_id": loggers[0].run_id if loggers else None,
@@ -176,6 +220,9 @@ def train(
 
 
 def train_from_file(
-    resolved_path: str | Path, allow_lineage_mismatch: bool = False, resume: str | None = None
+    resolved_path: str | Path,
+    allow_lineage_mismatch: bool = False,
+    resume: str | None = None,
+    fork: bool = False,
 ) -> Path:
-    return train(read_resolved(resolved_path), allow_lineage_mismatch, resume)
+    return train(read_resolved(resolved_path), allow_lineage_mismatch, resume, fork)
