@@ -4,7 +4,9 @@ A SYNTHETIC store (random values, labelled synthetic in its attributes) of O96 s
 points, 100 variables, 6-hourly, one date per chunk. A sample is 2 inputs + 1 target (three
 consecutive dates). For each number of processes P in (1, 2, 4):
   raw:    P processes, each reading its share of the anchors with plain zarr (`data[t-1:t+2]`);
-  squall: a DataLoader over ForecastSamples with P workers (batch size 1, shuffled sampler).
+  squall: a DataLoader over ForecastSamples with P workers (batch size 1, shuffled sampler);
+          batches arrive as (batch, time, ensemble, grid, variable) views in the store's memory
+          order (the datamodule makes them contiguous on the device, after transfer: not timed).
 Each is timed over the same number of samples, repeated, and the medians compared. A separate
 pass measures the peak Python/numpy heap of a worker (tracemalloc) while it builds samples.
 

@@ -113,6 +113,15 @@ def test_sample_reads_its_dates_variables_and_grid_shard(counting_store):
     assert (item["time"][1:] - item["time"][:-1]).tolist() == [21600, 21600]
 
 
+def test_batches_through_a_join_match_single_samples(counting_store):
+    spec = {"join": [str(counting_store), {"dataset": str(counting_store), "rename": {"a": "d"}}]}
+    samples = ForecastSamples(spec, "2020", "2020", ["a", "b", "c", "d"], 2, 1, 1)
+    batch = samples.__getitems__([0, 4])
+    assert batch["data"].shape == (2, 3, 1, 10, 4)
+    np.testing.assert_array_equal(batch["data"][1], samples[4]["data"])
+    np.testing.assert_allclose(batch["data"][1, :, 0, 2, 3], [4.02, 5.02, 6.02], rtol=1e-6)
+
+
 def test_loader_workers_and_ranks_see_each_sample_once(counting_store):
     samples = ForecastSamples(str(counting_store), "2020", "2020", ["a"], 2, 1, 1)
     seen = []

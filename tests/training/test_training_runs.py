@@ -165,3 +165,26 @@ def test_checkpoint_with_other_variables_is_refused_or_transferred(storm_inputs,
     assert report["loaded"] > 0 and report["skipped"]  # the input/output layers did not fit
     with pytest.raises(ValueError, match="same variables in another order|other variables"):
         train(_resolved(storm_inputs, tmp_path / "d"), resume=str(first))
+
+
+def test_plots_and_profile_are_written(storm_inputs, tmp_path):
+    train(
+        _resolved(
+            storm_inputs, tmp_path, "diagnostics.plots.every_n_epochs=1", "training.max_epochs=2"
+        )
+    )
+    plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert plots == ["loss_curves.png", "sample_epoch000.png", "sample_epoch001.png"]
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    assert profile["samples_per_second"] > 0 and profile["peak_memory_mib"] > 100
+    assert set(profile["median_per_batch"]) == {
+        "data_ms",
+        "forward_ms",
+        "backward_ms",
+        "optimizer_ms",
+    }
+    database = sqlite3.connect(tmp_path / "mlflow.db")
+    artifacts = tmp_path / "mlartifacts"
+    assert any(p.name == "loss_curves.png" for p in artifacts.rglob("*.png"))
+    names = {row[0] for row in database.execute("select distinct key from metrics")}
+    assert "profile/samples_per_second" in names

@@ -104,9 +104,17 @@ class MlflowConfig(Strict):
     run_name: str | None = None
 
 
+class PlotsConfig(Strict):
+    enabled: bool = True
+    every_n_epochs: int = Field(5, ge=1)  # a validation sample map
+    timeout_seconds: float = Field(60.0, ge=0)  # the end of training waits no longer
+
+
 class DiagnosticsConfig(Strict):
     log_every_n_steps: int = Field(5, ge=1)
     mlflow: MlflowConfig = MlflowConfig()
+    plots: PlotsConfig = PlotsConfig()
+    profiler: bool = True  # profile.json: time per phase, samples/s, peak memory
 
 
 class LayerKernelsConfig(Strict):

@@ -89,25 +89,34 @@ class ForecastSamples(Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         batch = self.__getitems__([item])
-        return {key: value[0] for key, value in batch.items()}
+        return {key: value[0].contiguous() for key, value in batch.items()}
 
     def __getitems__(self, items: list[int]) -> dict[str, torch.Tensor]:
-        """A whole batch, each sample written once, transposed, straight into the batch tensor.
+        """A whole batch: `data` (B, T, E, G, V) and `time` (B, T).
 
-        In a loader worker the batch tensor is one of `batch_buffers` shared-memory buffers the
-        worker reuses in turn (see SPARE_BATCH_BUFFERS): a fresh shared buffer per batch would
-        cost more in page faults than reading the data.
+        Zarr decompresses each sample straight into the batch tensor, kept in the store's
+        (B, T, V, E, G) memory order: `data` is a permuted view with the contract's shape, made
+        contiguous on the device after transfer (ForecastDataModule.on_after_batch_transfer),
+        so the loader workers never transpose. In a worker the batch tensor is one of
+        `batch_buffers` shared-memory buffers reused in turn (see SPARE_BATCH_BUFFERS): a fresh
+        shared buffer per batch costs more in page faults than reading the data.
         """
         dates = self.indices[np.asarray(items)][:, None] + self.offsets[None, :]
-        shape = (len(items), len(self.offsets), *self._sample_shape)
-        data = self._batch_buffer(shape)
+        ensembles, points, variables = self._sample_shape
+        stored = self._batch_buffer((len(items), len(self.offsets), variables, ensembles, points))
         for b, sample_dates in enumerate(dates):
-            fields = self.store.read_into(sample_dates, self._read_buffer(), points=self.points)
-            if self.columns is not None:
-                fields = fields[:, self.columns]
-            # (T, V, E, G) -> (T, E, G, V); torch's blocked copy beats numpy's strided one.
-            data[b].copy_(torch.from_numpy(fields).permute(0, 2, 3, 1))
-        return {"data": data, "time": torch.from_numpy(self.epoch_seconds[dates])}
+            if self.columns is None:
+                target = stored[b].numpy()
+                fields = self.store.read_into(sample_dates, target, points=self.points)
+                if fields is not target:  # a view that cannot read in place (join, cutout)
+                    target[...] = fields
+            else:
+                fields = self.store.read_into(sample_dates, self._read_buffer(), self.points)
+                stored[b].numpy()[...] = fields[:, self.columns]
+        return {
+            "data": stored.permute(0, 1, 3, 4, 2),
+            "time": torch.from_numpy(self.epoch_seconds[dates]),
+        }
 
     @property
     def _sample_shape(self) -> tuple[int, int, int]:
@@ -230,6 +239,13 @@ class ForecastDataModule(pl.LightningDataModule):
             loop.epoch_progress.current.processed,
             loop.epoch_loop.batch_progress.current.processed,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Batches arrive in the store's memory order (see ForecastSamples.__getitems__);
+        the layout the model wants is made here, on the device, where it is cheap."""
+        if isinstance(batch, dict) and "data" in batch:
+            batch = {**batch, "data": batch["data"].contiguous()}
+        return batch
 
     def train_dataloader(self) -> ResumableDataLoader:
         return self._loader("training", shuffle=True)

@@ -13,6 +13,9 @@ import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from squall.training.plots import TrainingPlots
+from squall.training.profiling import TrainingProfiler
+
 BEST = "best"
 LAST = "last.ckpt"
 
@@ -114,7 +117,11 @@ class WeightEMA(Callback):
                 self.average.module.load_state_dict(checkpoint["ema_state_dict"])
 
 
-def training_callbacks(training: dict[str, Any], directory: Path) -> list[Callback]:
+def training_callbacks(
+    training: dict[str, Any], diagnostics: dict[str, Any], root: Path
+) -> list[Callback]:
+    """Checkpoints (first: best.ckpt), early stopping, EMA, time limit, plots, profiler."""
+    directory = root / "checkpoints"
     callbacks: list[Callback] = [*checkpoint_callbacks(directory, training["checkpoints"])]
     stopping = training["early_stopping"]
     if stopping["enabled"]:
@@ -130,4 +137,11 @@ def training_callbacks(training: dict[str, Any], directory: Path) -> list[Callba
         callbacks.append(WeightEMA(training["ema_decay"]))
     if training.get("time_limit_minutes"):
         callbacks.append(TimeLimit(training["time_limit_minutes"], directory))
+    plots = diagnostics["plots"]
+    if plots["enabled"]:
+        callbacks.append(
+            TrainingPlots(root / "plots", plots["every_n_epochs"], plots["timeout_seconds"])
+        )
+    if diagnostics["profiler"]:
+        callbacks.append(TrainingProfiler(root / "profile.json"))
     return callbacks

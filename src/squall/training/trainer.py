@@ -156,7 +156,9 @@ def train(
     root = Path(config.system.output.root)
     checkpoints = root / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
-    callbacks = training_callbacks(config.training.model_dump(), checkpoints)
+    callbacks = training_callbacks(
+        config.training.model_dump(), config.diagnostics.model_dump(), root
+    )
     best = callbacks[0]
     loggers = []
     mlflow_settings = config.diagnostics.mlflow
