@@ -93,6 +93,13 @@ def _train(args: argparse.Namespace) -> None:
     print(f"best checkpoint: {best}")
 
 
+def _mlflow_sync(args: argparse.Namespace) -> None:
+    from squall.training.tracking import sync_runs
+
+    copied = sync_runs(args.source, args.target, args.experiment)
+    print(f"copied {len(copied)} run(s) from {args.source} to {args.target}")
+
+
 def _export(args: argparse.Namespace) -> None:
     from squall.export.artifact import summary, zip_artifact
     from squall.export.from_checkpoint import export_checkpoint
@@ -243,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--allow-lineage-mismatch", action="store_true")
     train.set_defaults(run=_train)
+
+    mlflow = groups.add_parser("mlflow", help="MLflow stores").add_subparsers(
+        dest="verb", required=True
+    )
+    sync = mlflow.add_parser("sync", help="copy runs logged offline to another store")
+    sync.add_argument("--from", dest="source", default="sqlite:///results/mlflow.db")
+    sync.add_argument("--to", dest="target", required=True, help="e.g. http://server:5000")
+    sync.add_argument("--experiment", help="only this experiment")
+    sync.set_defaults(run=_mlflow_sync)
 
     export = groups.add_parser(
         "export", help="checkpoint -> pickle-free model directory; `export inspect DIR`"

@@ -188,3 +188,20 @@ def test_plots_and_profile_are_written(storm_inputs, tmp_path):
     assert any(p.name == "loss_curves.png" for p in artifacts.rglob("*.png"))
     names = {row[0] for row in database.execute("select distinct key from metrics")}
     assert "profile/samples_per_second" in names
+
+
+def test_offline_runs_sync_to_another_store(storm_inputs, tmp_path):
+    from squall.cli import main
+
+    train(_resolved(storm_inputs, tmp_path / "offline"))
+    source = f"sqlite:///{tmp_path / 'offline' / 'mlflow.db'}"
+    target = f"sqlite:///{tmp_path / 'server.db'}"
+    assert main(["mlflow", "sync", "--from", source, "--to", target]) == 0
+    assert main(["mlflow", "sync", "--from", source, "--to", target]) == 0  # nothing twice
+    database = sqlite3.connect(tmp_path / "server.db")
+    runs = database.execute("select run_uuid from runs").fetchall()
+    assert len(runs) == 1
+    steps = database.execute("select count(*) from metrics where key='train_loss'").fetchone()
+    assert steps[0] == 2  # both steps of the debug run, with their history
+    params = dict(database.execute("select key, value from params").fetchall())
+    assert params["training.max_epochs"] == "1"

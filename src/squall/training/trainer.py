@@ -34,6 +34,7 @@ from squall.training.losses import build_loss
 from squall.training.preflight import model_statistics, model_variables
 from squall.training.runs import resolve_resume, run_tags
 from squall.training.scalers import build_scalers
+from squall.training.tracking import SystemMetrics
 
 
 def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, Any]:
@@ -182,7 +183,7 @@ def train(
         if fork or previous_run is None:  # a resumed run keeps the params it started with
             logger.log_hyperparams(_flatten(config.model_dump(mode="json")))
         loggers.append(logger)
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
+        callbacks += [LearningRateMonitor(logging_interval="step"), SystemMetrics()]
 
     hardware = config.system.hardware
     trainer = pl.Trainer(
