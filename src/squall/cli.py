@@ -63,7 +63,7 @@ def _graph_plot(args: argparse.Namespace) -> None:
 def _config_validate(args: argparse.Namespace) -> None:
     from squall.training.preflight import validate_to_file
 
-    validate_to_file(args.config_name, args.overrides, args.config_dir, args.out)
+    validate_to_file(args.config_name, args.overrides, args.config_dir, args.out, args.preflight)
     print(f"config '{args.config_name}' is valid; resolved config written to {args.out}")
 
 
@@ -225,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--config-dir", default="configs/training")
     validate.add_argument("--config-name", default="config")
     validate.add_argument("--out", required=True, help="where to write the resolved config")
+    validate.add_argument(
+        "--preflight",
+        action="store_true",
+        help="also build data, graph and model and run one sample forward and backward "
+        "(parameter count, peak memory estimate)",
+    )
     validate.set_defaults(run=_config_validate)
     generate = config.add_parser("generate", help="copy the templates into a folder to edit")
     generate.add_argument("dir", nargs="?", default="squall-configs")

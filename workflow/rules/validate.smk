@@ -16,7 +16,7 @@ rule validate_config:
         "results/benchmarks/{experiment}/validate_config.tsv"
     run:
         shell(
-            "squall config validate --config-name {params.name} --out {output} "
+            "squall config validate --preflight --config-name {params.name} --out {output} "
             + quoted(params.overrides)
             + " > {log} 2>&1"
         )

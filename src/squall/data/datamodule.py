@@ -217,21 +217,24 @@ class ForecastDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
 
-    def _loader(self, stage: str, shuffle: bool) -> ResumableDataLoader:
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         trainer = getattr(self, "trainer", None)  # set by Lightning; None when used alone
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         sampler = EpochSampler(
             len(self.samples[stage]), seed=self.seed, shuffle=shuffle, rank=rank, world_size=world
         )
         workers = self.num_workers[stage]
-        return ResumableDataLoader(
-            self.samples[stage],
+        options = dict(
             batch_size=self.batch_size[stage],
             sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
-            progress=self._training_progress if stage == "training" and trainer else None,
         )
+        if stage != "training":  # validation always runs whole: nothing to resume
+            self.samples[stage].batch_buffers = 2 + SPARE_BATCH_BUFFERS
+            return DataLoader(self.samples[stage], collate_fn=collate_batches, **options)
+        progress = self._training_progress if trainer else None
+        return ResumableDataLoader(self.samples[stage], progress=progress, **options)
 
     def _training_progress(self) -> tuple[int, int]:
         loop = self.trainer.fit_loop
@@ -250,5 +253,5 @@ class ForecastDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> ResumableDataLoader:
         return self._loader("training", shuffle=True)
 
-    def val_dataloader(self) -> ResumableDataLoader:
+    def val_dataloader(self) -> DataLoader:
         return self._loader("validation", shuffle=False)

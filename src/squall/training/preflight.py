@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,26 @@ def preflight(config: SquallConfig) -> dict[str, Any]:
 
 
 def validate_to_file(
-    config_name: str, overrides: list[str], config_dir: str | Path, out_path: str | Path
+    config_name: str,
+    overrides: list[str],
+    config_dir: str | Path,
+    out_path: str | Path,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
-    """`squall config validate`: compose, check the schema, run the pre-flight, write YAML."""
-    resolved = preflight(load_config(config_name, overrides, config_dir))
+    """`squall config validate`: compose, check the schema, run the pre-flight checks, and with
+    `dry_run` one forward and backward pass (report in <out>.preflight.json); write the YAML."""
+    config = load_config(config_name, overrides, config_dir)
+    resolved = preflight(config)
+    if dry_run:
+        from squall.training.dry_run import describe
+        from squall.training.dry_run import dry_run as run_once
+
+        report = run_once(config)
+        report_path = Path(out_path).with_suffix(".preflight.json")
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = report_path.with_name(f".{report_path.name}.tmp")
+        temporary.write_text(json.dumps(report, indent=2))
+        temporary.replace(report_path)
+        print(describe(report))
     write_resolved(resolved, out_path)
     return resolved

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,26 +101,20 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def train(
-    resolved: dict[str, Any],
-    allow_lineage_mismatch: bool = False,
-    resume: str | None = None,
-    fork: bool = False,
-) -> Path:
-    """Train from a resolved config (as written by `squall config validate`).
+@dataclass
+class Assembly:
+    """What a training run is made of, built from a validated config."""
 
-    `resume` (a checkpoint, `last`, or an MLflow run id) continues a run exactly: weights,
-    optimiser, schedule, epoch, rollout stage and data position; with `fork` it continues
-    from there as a new MLflow run. Returns the path of the best checkpoint.
-    """
-    config = SquallConfig.model_validate(resolved)
+    model: ForecastModel
+    task: Forecaster
+    datamodule: ForecastDataModule
+    statistics: dict[str, list[float]]
+    initialised: dict[str, Any] | None
+
+
+def assemble(config: SquallConfig) -> Assembly:
+    """Dataset, graph, statistics -> model, loss, Lightning task and datamodule."""
     inputs = config.system.input
-    check_lineage(
-        config.lineage,
-        input_lineage(inputs.dataset, inputs.graph, inputs.statistics),
-        allow=allow_lineage_mismatch,
-    )
-    pl.seed_everything(config.training.seed, workers=True)
     dataset = open_dataset(inputs.dataset)
     graph, _ = load_graph(inputs.graph, expected_coordinates_hash=dataset.coordinates_hash)
     variables = model_variables(config, dataset.variables)
@@ -153,6 +148,32 @@ def train(
         num_workers=loader.num_workers.model_dump(),
         seed=config.training.seed,
     )
+    return Assembly(model, task, datamodule, statistics, initialised)
+
+
+def train(
+    resolved: dict[str, Any],
+    allow_lineage_mismatch: bool = False,
+    resume: str | None = None,
+    fork: bool = False,
+) -> Path:
+    """Train from a resolved config (as written by `squall config validate`).
+
+    `resume` (a checkpoint, `last`, or an MLflow run id) continues a run exactly: weights,
+    optimiser, schedule, epoch, rollout stage and data position; with `fork` it continues
+    from there as a new MLflow run. Returns the path of the best checkpoint.
+    """
+    config = SquallConfig.model_validate(resolved)
+    inputs = config.system.input
+    check_lineage(
+        config.lineage,
+        input_lineage(inputs.dataset, inputs.graph, inputs.statistics),
+        allow=allow_lineage_mismatch,
+    )
+    pl.seed_everything(config.training.seed, workers=True)
+    assembly = assemble(config)
+    model, task, datamodule = assembly.model, assembly.task, assembly.datamodule
+    initialised = assembly.initialised
 
     root = Path(config.system.output.root)
     checkpoints = root / "checkpoints"
