@@ -108,7 +108,8 @@ class Forecaster(pl.LightningModule):
         # Logged with stable names, e.g. val/rmse/msl/6h, in the variables' own units.
         for name, metric in self.val_mse.items():
             variable, lead = name.split("__")
-            self.log(f"val/rmse/{variable}/{lead}", metric.compute().sqrt())
+            # compute() already gathers over data-parallel ranks; all ranks log the same value
+            self.log(f"val/rmse/{variable}/{lead}", metric.compute().sqrt(), sync_dist=True)
             metric.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -238,8 +238,12 @@ def train(
         "parameters": sum(p.numel() for p in model.parameters()),
         "mlflow_run_id": loggers[0].run_id if loggers else None,
         "torch_threads": torch.get_num_threads(),
+        "world_size": trainer.world_size,
     }
-    (root / "training_summary.json").write_text(json.dumps(summary, indent=2))
+    if trainer.is_global_zero:  # one writer under data parallelism
+        temporary = root / f".training_summary.json.tmp-{os.getpid()}"
+        temporary.write_text(json.dumps(summary, indent=2))
+        os.replace(temporary, root / "training_summary.json")
     return Path(best.best_model_path)
 
 
