@@ -76,8 +76,11 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(storm_inputs
     assert resume.wait(timeout=600) == 0, resume.stderr.read()[-3000:]
 
     expected, got = _losses(tmp_path / "straight"), _losses(killed_root)
-    assert sorted(expected) == sorted(got) and len(expected) >= STEPS - 1
-    for step in expected:
+    # Steps from the resume point on were all logged again by the resumed run. (An earlier
+    # step's loss may be missing: the kill can land between its checkpoint and its log line.)
+    resumed_steps = [step for step in expected if step >= KILL_AFTER]
+    assert len(resumed_steps) == STEPS - KILL_AFTER and set(resumed_steps) <= set(got)
+    for step in set(expected) & set(got):
         assert abs(expected[step] - got[step]) <= 1e-6 * max(1.0, abs(expected[step])), step
     final = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
     again = torch.load(killed_root / "checkpoints" / "last.ckpt", weights_only=True)

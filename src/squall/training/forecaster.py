@@ -126,7 +126,7 @@ class Forecaster(pl.LightningModule):
         optimizer = build_optimizer(self.parameters(), training["optimizer"], replicas)
         floor = training["lr_schedule"]["min_lr"] / training["optimizer"]["lr"]
         factor = warmup_cosine(
-            int(self.trainer.estimated_stepping_batches),
+            lambda: self.trainer.estimated_stepping_batches,
             training["lr_schedule"]["warmup_steps"],
             floor,
         )

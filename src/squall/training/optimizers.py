@@ -9,7 +9,7 @@ step (not per batch: gradient accumulation takes several batches per step).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -59,15 +59,26 @@ def build_optimizer(
     raise ValueError(f"unknown optimizer {name!r}; choose adamw, ademamix or zero_adamw")
 
 
-def warmup_cosine(total_steps: int, warmup_steps: int, floor: float):
-    """LR factor per optimiser step: linear warm-up to 1, cosine decay to `floor` at the end."""
-    total = max(1, total_steps)
-    warmup = min(warmup_steps, total - 1)
+def warmup_cosine(total_steps: int | Callable[[], int], warmup_steps: int, floor: float):
+    """LR factor per optimiser step: linear warm-up to 1, cosine decay to `floor` at the end.
+
+    `total_steps` may be a function, asked only once the decay starts: the trainer's estimate
+    builds the training dataloader, which must not happen before a resumed run has restored
+    the loader's position.
+    """
+    cache: list[int] = []
+
+    def total() -> int:
+        if not cache:
+            cache.append(max(1, int(total_steps() if callable(total_steps) else total_steps)))
+        return cache[0]
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        if step == 0:
+            return 1.0  # no warm-up: the first step is at the full rate, whatever the total
+        progress = min(1.0, (step - warmup_steps) / max(1, total() - warmup_steps))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
