@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from storm_sample import REPO, pipeline_overrides
 
 from squall.training.preflight import validate_to_file
 
 
-def _train(inputs, root, devices: int) -> dict[str, torch.Tensor]:
+def _train(inputs, root, devices: int, launcher: str = "lightning") -> dict[str, torch.Tensor]:
     resolved = root / "resolved.yaml"
     overrides = [
         *pipeline_overrides(inputs, root),
@@ -40,9 +41,14 @@ def _train(inputs, root, devices: int) -> dict[str, torch.Tensor]:
     return torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
-def test_two_gloo_ranks_take_the_same_step_as_one_process(storm_inputs, tmp_path):
-    single = _train(storm_inputs, tmp_path / "one", devices=1)
-    parallel = _train(storm_inputs, tmp_path / "two", devices=2)
+@pytest.fixture(scope="module")
+def single(storm_inputs, tmp_path_factory):
+    return _train(storm_inputs, tmp_path_factory.mktemp("one"), devices=1)
+
+
+@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
+def test_two_gloo_ranks_take_the_same_step_as_one_process(storm_inputs, single, tmp_path, launcher):
+    parallel = _train(storm_inputs, tmp_path / "two", devices=2, launcher=launcher)
     compared = 0
     for name, value in single.items():
         if value.is_floating_point():
