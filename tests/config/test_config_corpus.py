@@ -74,7 +74,7 @@ CORPUS = [
         "both forcing",
     ),
     ({"task.input_steps": "0"}, "task.input_steps", GE1),
-    ({"task.rollout": "0"}, "task.rollout", GE1),
+    ({"task.rollout": "0"}, "task.rollout.start", GE1),
     ({"system.hardware.accelerator": "tpu"}, "system.hardware.accelerator", "'cpu'"),
     ({"system.hardware.precision": "bf17"}, "system.hardware.precision", "bf16-mixed"),
     ({"system.hardware.devices": "0"}, "system.hardware.devices", GE1),
@@ -138,10 +138,12 @@ def test_bad_config_names_its_key(changes, key, advice, nothing_heavy, tmp_path)
 
 
 def test_every_problem_is_reported_at_once(nothing_heavy, tmp_path):
-    changes = {"training.max_epochs": "0", "+model.hiden_channels": "1", "task.rollout": "0"}
+    changes = {"training.max_epochs": "0", "+model.hiden_channels": "1", "task.input_steps": "0"}
     with pytest.raises(ConfigError) as error:
         validate_to_file("config", _overrides(changes), CONFIG_DIR, tmp_path / "r.yaml")
-    assert {"training.max_epochs", "model.hiden_channels", "task.rollout"} <= set(error.value.keys)
+    assert {"training.max_epochs", "model.hiden_channels", "task.rollout.start"} <= set(
+        error.value.keys
+    )
     assert "3 problems" in str(error.value)
 
 

@@ -34,7 +34,8 @@ class SystemMetrics(Callback):
             self.monitor.finish()
             self.monitor = None
 
-    on_exception = on_fit_end  # stop the sampling thread however training ends
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self.on_fit_end(trainer, pl_module)  # stop the sampling thread however training ends
 
 
 def sync_runs(source_uri: str, target_uri: str, experiment: str | None = None) -> list[str]:
