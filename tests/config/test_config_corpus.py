@@ -141,7 +141,7 @@ def test_every_problem_is_reported_at_once(nothing_heavy, tmp_path):
     changes = {"training.max_epochs": "0", "+model.hiden_channels": "1", "task.input_steps": "0"}
     with pytest.raises(ConfigError) as error:
         validate_to_file("config", _overrides(changes), CONFIG_DIR, tmp_path / "r.yaml")
-    assert {"training.max_epochs", "model.hiden_channels", "task.rollout.start"} <= set(
+    assert {"training.max_epochs", "model.hiden_channels", "task.input_steps"} <= set(
         error.value.keys
     )
     assert "3 problems" in str(error.value)
