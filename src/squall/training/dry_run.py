@@ -62,7 +62,7 @@ def dry_run(config: SquallConfig) -> dict[str, Any]:
     estimate = weights + gradients_and_state + saved.total * batch_size
     report = {
         "device": str(device),
-        "loss": float(loss),
+        "loss": loss.item(),
         "parameters": count,
         "trainable_parameters": trainable,
         "rollout": steps,
