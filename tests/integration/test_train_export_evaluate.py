@@ -173,3 +173,18 @@ def test_preflight_refuses_unknown_computed_forcings(storm_inputs, tmp_path):
     overrides = [*pipeline_overrides(storm_inputs, tmp_path), "data.computed_forcings=[tide]"]
     with pytest.raises(ValueError, match=r"computed_forcings names \['tide'\].*cos_local_time"):
         validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+
+
+def test_preflight_refuses_statistics_from_outside_the_training_split(storm_inputs, tmp_path):
+    overrides = [
+        *pipeline_overrides(storm_inputs, tmp_path),
+        "dataloader.training.start=1996-01-08",
+    ]
+    with pytest.raises(ValueError, match="outside the training split"):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+
+
+def test_preflight_refuses_a_rollout_longer_than_the_window(storm_inputs, tmp_path):
+    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "task.validation_rollout=8"]
+    with pytest.raises(ValueError, match=r"dataloader.validation .*widen the window"):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")

@@ -10,7 +10,8 @@ from squall.config.compose import load_config
 from squall.config.lineage import input_lineage
 from squall.config.resolved import write_resolved
 from squall.config.schema import SquallConfig
-from squall.data.dates import frequency_to_timedelta
+from squall.data.dates import date_bounds, frequency_to_timedelta
+from squall.data.sampling import valid_sample_indices
 from squall.data.statistics import check_statistics_period, load_statistics
 from squall.data.store import open_dataset
 from squall.graphs.io import load_graph
@@ -69,6 +70,44 @@ def model_statistics(
     }
 
 
+def check_enough_dates(config: SquallConfig, dataset_path: str, frequency) -> None:
+    """Each window must hold at least one complete sample at its longest rollout."""
+    step = int(frequency_to_timedelta(config.data.timestep) / frequency)
+    rollouts = {
+        "training": config.task.rollout.maximum,
+        "validation": config.task.validation_rollout,
+    }
+    for stage, rollout in rollouts.items():
+        window = getattr(config.dataloader, stage)
+        dates = open_dataset(dataset_path, start=window.start, end=window.end)
+        anchors = valid_sample_indices(
+            len(dates), set(dates.missing), config.task.input_steps, rollout, step
+        )
+        if len(anchors) == 0:
+            needed = (config.task.input_steps - 1 + rollout) * step + 1
+            raise ValueError(
+                f"dataloader.{stage} ({window.start}..{window.end}) holds {len(dates)} dates "
+                f"({len(dates.missing)} missing) but one sample with {config.task.input_steps} "
+                f"inputs and a rollout of {rollout} spans {needed} present dates: widen the "
+                "window or shorten the rollout"
+            )
+
+
+def check_statistics_inside_training(statistics: dict[str, Any], training) -> None:
+    """The normalisation must be learnt from the training dates only."""
+    period = statistics["period"]
+    first, _ = date_bounds(training.start)
+    _, stop = date_bounds(training.end)
+    stats_first, _ = date_bounds(period["start"])
+    _, stats_stop = date_bounds(period["end"])
+    if stats_first < first or stats_stop > stop:
+        raise ValueError(
+            f"the statistics cover {period['start']}..{period['end']}, outside the training "
+            f"split {training.start}..{training.end}: recompute them over the training split "
+            "(`squall dataset statistics --start ... --end ...`)"
+        )
+
+
 def preflight(config: SquallConfig) -> dict[str, Any]:
     """Check data, graph, statistics and splits against each other; return the resolved config
     (plain dict) with lineage hashes of the inputs."""
@@ -83,11 +122,13 @@ def preflight(config: SquallConfig) -> dict[str, Any]:
     model_variables(config, dataset.variables)
     load_graph(inputs.graph, expected_coordinates_hash=dataset.coordinates_hash)
 
+    check_enough_dates(config, inputs.dataset, dataset.frequency)
     statistics = load_statistics(inputs.statistics)
     windows = {"validation": config.dataloader.validation}
     if config.dataloader.test.start and config.dataloader.test.end:
         windows["test"] = config.dataloader.test
     check_statistics_period(statistics, {k: (w.start, w.end) for k, w in windows.items()})
+    check_statistics_inside_training(statistics, config.dataloader.training)
     model_statistics(statistics, model_variables(config, dataset.variables), config.data.timestep)
 
     resolved = config.model_dump(mode="json")
