@@ -14,7 +14,9 @@ from storm_sample import REPO, pipeline_overrides
 from squall.training.preflight import validate_to_file
 
 
-def _train(inputs, root, devices: int, launcher: str = "lightning") -> dict[str, torch.Tensor]:
+def _train(
+    inputs, root, devices: int, launcher: str = "lightning", optimizer: str = "adamw"
+) -> dict[str, torch.Tensor]:
     resolved = root / "resolved.yaml"
     overrides = [
         *pipeline_overrides(inputs, root),
@@ -25,6 +27,7 @@ def _train(inputs, root, devices: int, launcher: str = "lightning") -> dict[str,
         "training.lr_schedule.warmup_steps=0",
         "diagnostics.mlflow.enabled=false",
         "diagnostics.plots.enabled=false",
+        f"training.optimizer.name={optimizer}",
     ]
     validate_to_file("debug", overrides, REPO / "configs/training", resolved)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -46,9 +49,15 @@ def single(storm_inputs, tmp_path_factory):
     return _train(storm_inputs, tmp_path_factory.mktemp("one"), devices=1)
 
 
-@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
-def test_two_gloo_ranks_take_the_same_step_as_one_process(storm_inputs, single, tmp_path, launcher):
-    parallel = _train(storm_inputs, tmp_path / "two", devices=2, launcher=launcher)
+@pytest.mark.parametrize(
+    ("launcher", "optimizer"),
+    [("lightning", "adamw"), ("torchrun", "adamw"), ("lightning", "zero_adamw")],
+)
+def test_two_gloo_ranks_take_the_same_step_as_one_process(
+    storm_inputs, single, tmp_path, launcher, optimizer
+):
+    # zero_adamw shards AdamW's state over the two ranks: the update must not change
+    parallel = _train(storm_inputs, tmp_path / "two", 2, launcher, optimizer)
     compared = 0
     for name, value in single.items():
         if value.is_floating_point():
