@@ -125,6 +125,7 @@ def _predict(args: argparse.Namespace) -> None:
         args.out,
         batch_size=args.batch_size,
         device=args.device,
+        members=args.members,
     )
     print(f"wrote {out}")
 
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, help="forecasts zarr to write")
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    predict.add_argument("--members", type=int, help="ensemble members (default: the data's)")
     predict.set_defaults(run=_predict)
 
     evaluate = groups.add_parser("evaluate", help="score forecasts against the truth")

@@ -61,6 +61,12 @@ def test_ranks_share_an_epoch_without_duplicates_or_gaps(size):
     flat = [p for part in parts for p in part]
     assert sorted(flat) == list(range(size))
     assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    even = [
+        EpochSampler(size, seed=1, shuffle=True, rank=r, world_size=4, even=True) for r in range(4)
+    ]
+    taken = [list(sampler) for sampler in even]
+    assert {len(part) for part in taken} == {size // 4} == {len(sampler) for sampler in even}
+    assert len({p for part in taken for p in part}) == size // 4 * 4  # still no duplicates
     with pytest.raises(ValueError, match="rank 4 is outside 0..3"):
         EpochSampler(size, seed=1, shuffle=True, rank=4, world_size=4)
 

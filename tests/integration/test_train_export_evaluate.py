@@ -188,3 +188,21 @@ def test_preflight_refuses_a_rollout_longer_than_the_window(storm_inputs, tmp_pa
     overrides = [*pipeline_overrides(storm_inputs, tmp_path), "task.validation_rollout=8"]
     with pytest.raises(ValueError, match=r"dataloader.validation .*widen the window"):
         validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+
+
+def test_ensemble_forecasts_get_ensemble_scores(trained, tmp_path):
+    artifact = export_checkpoint(trained["best"], tmp_path / "model.squall", trained["graph"])
+    path = predict_to_zarr(
+        artifact, trained["dataset"], *TEST, 12, tmp_path / "f.zarr", progress=False, members=3
+    )
+    forecasts = xr.open_zarr(path)
+    assert forecasts.sizes["member"] == 3
+    scores = evaluate(path, trained["dataset"], TRAIN, tmp_path / "evaluation")
+    assert {"crps", "spread_skill"} <= set(scores.metric)
+    model = scores[scores.forecast == "model"]
+    # A deterministic model repeated 3 times: no spread, and its CRPS is its MAE.
+    assert (model[model.metric == "spread_skill"].value < 1e-4).all()  # float noise only
+    crps = model[model.metric == "crps"].set_index(["variable", "lead_time_hours"]).value
+    mae = model[model.metric == "mae"].set_index(["variable", "lead_time_hours"]).value
+    np.testing.assert_allclose(crps, mae, rtol=1e-5)
+    assert (tmp_path / "evaluation" / "plots" / "rank_histograms.png").is_file()

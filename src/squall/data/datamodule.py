@@ -221,7 +221,12 @@ class ForecastDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)  # set by Lightning; None when used alone
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         sampler = EpochSampler(
-            len(self.samples[stage]), seed=self.seed, shuffle=shuffle, rank=rank, world_size=world
+            len(self.samples[stage]),
+            seed=self.seed,
+            shuffle=shuffle,
+            rank=rank,
+            world_size=world,
+            even=stage == "training",  # equal step counts, or data-parallel ranks would hang
         )
         workers = self.num_workers[stage]
         options = dict(

@@ -51,19 +51,31 @@ class EpochSampler(DistributedSampler):
     """Sample positions 0..n-1 for one data-parallel rank, shuffled per epoch from a seed.
 
     Rank r of w takes every w-th position of the epoch's order, starting at r: together the ranks
-    cover each position exactly once (their counts differ by at most one). A subclass of
+    cover each position exactly once (their counts differ by at most one). With `even`, as the
+    training loader uses it under data parallelism, each rank stops at size // w so that all
+    ranks take the same number of steps. A subclass of
     DistributedSampler so that Lightning uses it as it is instead of wrapping it.
     `state_dict()`/`load_state_dict()` carry (epoch, samples already consumed by this rank).
     """
 
     def __init__(
-        self, size: int, *, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1
+        self,
+        size: int,
+        *,
+        seed: int,
+        shuffle: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        even: bool = False,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         # Not DistributedSampler.__init__: it wants a dataset and pads or drops samples.
         self.size, self.seed, self.shuffle = int(size), int(seed), shuffle
         self.rank, self.num_replicas = rank, world_size
+        # even: every rank gets size // world_size samples, so data-parallel ranks take the same
+        # number of steps; the < world_size left over differ each epoch (the shuffle moves them).
+        self.even = even
         self.epoch = 0
         self._resume_at = 0  # samples of this epoch consumed before a resume
         self.started_at = 0  # where the current pass over the epoch started
@@ -79,7 +91,8 @@ class EpochSampler(DistributedSampler):
             everything = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
         else:
             everything = np.arange(self.size)
-        return everything[self.rank :: self.num_replicas]
+        mine = everything[self.rank :: self.num_replicas]
+        return mine[: self.size // self.num_replicas] if self.even else mine
 
     def __iter__(self) -> Iterator[int]:
         self.started_at, self._resume_at = self._resume_at, 0
@@ -87,6 +100,8 @@ class EpochSampler(DistributedSampler):
 
     def __len__(self) -> int:
         # The whole epoch, also when resuming: Lightning counts the batches already done.
+        if self.even:
+            return self.size // self.num_replicas
         return len(range(self.rank, self.size, self.num_replicas))
 
     def state_dict(self, consumed: int, epoch: int | None = None) -> dict[str, int]:

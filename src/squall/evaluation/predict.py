@@ -58,7 +58,11 @@ def predict(
     batch_size: int = 8,
     device: str | None = None,
     progress: bool = True,
+    members: int | None = None,
 ) -> xr.Dataset:
+    """Rollouts from every initial time in start..end. `members` runs an ensemble model from
+    one initial state per member (the dataset's members by default; a single-member dataset
+    is repeated, and a stochastic model makes the members differ)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, metadata = load_artifact(artifact, device=device)
     store = open_dataset(dataset_path)
@@ -91,7 +95,15 @@ def predict(
         """(n, T) date indices -> (n, T, E, G, V) on the device."""
         values = store.read(indices.ravel().tolist())[:, columns]  # (n*T, V, E, G)
         values = values.reshape(*indices.shape, *values.shape[1:]).transpose(0, 1, 3, 4, 2)
-        return torch.from_numpy(np.ascontiguousarray(values)).to(device)
+        tensor = torch.from_numpy(np.ascontiguousarray(values)).to(device)
+        if members and members != tensor.shape[2]:
+            if tensor.shape[2] != 1:
+                raise ValueError(
+                    f"the dataset has {tensor.shape[2]} members; --members {members} can only "
+                    "repeat a single-member dataset"
+                )
+            tensor = tensor.expand(-1, -1, members, -1, -1).contiguous()
+        return tensor
 
     chunks = []
     batches = range(0, len(inits), batch_size)
