@@ -31,4 +31,4 @@ def test_dry_run_reports_parameters_and_memory(storm_inputs, tmp_path):
     assert longer["activation_bytes_per_sample"] > 2 * one["activation_bytes_per_sample"]
     bigger = _report(storm_inputs, tmp_path / "bigger", "dataloader.batch_size.training=8")
     grown = bigger["estimated_peak_bytes_per_device"] - one["estimated_peak_bytes_per_device"]
-    assert grown == 4 * one["activation_bytes_per_sample"]
+    assert abs(grown - 4 * one["activation_bytes_per_sample"]) <= 0.01 * grown

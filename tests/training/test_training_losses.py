@@ -146,3 +146,13 @@ def test_build_scalers_from_config_and_errors():
         build_scalers({"wind": {}}, VARIABLES, stats, nodes)
     with pytest.raises(ValueError, match="not outputs"):
         build_scalers({"variable_weights": {"tp": 2.0}}, VARIABLES, stats, nodes)
+
+
+def test_points_missing_in_the_data_add_no_loss():
+    prediction, target = _pair()
+    skip = torch.zeros_like(prediction, dtype=torch.bool)
+    skip[0, 0, 0, 0, 0] = True
+    loss = build_loss({"name": "mse", "scalers": []}, {})
+    masked = prediction.clone()
+    masked[0, 0, 0, 0, 0] = 0.0
+    torch.testing.assert_close(loss(prediction, target, skip), masked.square().mean())

@@ -18,16 +18,17 @@ class SavedTensorBytes:
     """Bytes autograd keeps for the backward pass (activations), each storage counted once."""
 
     def __init__(self) -> None:
-        self.storages: dict[int, int] = {}
+        # Storages are kept referenced until the count is read, so no address is reused.
+        self.storages: dict[int, torch.UntypedStorage] = {}
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        self.storages[storage.data_ptr()] = storage.nbytes()
+        self.storages.setdefault(storage.data_ptr(), storage)
         return tensor
 
     @property
     def total(self) -> int:
-        return sum(self.storages.values())
+        return sum(storage.nbytes() for storage in self.storages.values())
 
 
 def _device(config: SquallConfig) -> torch.device:

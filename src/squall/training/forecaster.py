@@ -62,8 +62,9 @@ class Forecaster(pl.LightningModule):
 
     def _roll_out(
         self, batch: dict[str, torch.Tensor], steps: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised predictions and targets (B, steps, E, G, V_out), feeding predictions back."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised predictions and targets (B, steps, E, G, V_out), feeding predictions back,
+        and the mask of target points missing in the data."""
         data = self.model.normalizer.normalise(batch["data"])  # (B, T, E, G, V)
         k = self.model.input_steps
         if data.shape[1] < k + steps:
@@ -80,7 +81,11 @@ class Forecaster(pl.LightningModule):
             new_state = self.model.next_input_state(prediction, truth)
             state = torch.cat([state[:, 1:], new_state[:, None]], dim=1)
         targets = data[:, k : k + steps][..., self.model.output_columns]
-        return torch.stack(predictions, dim=1), targets
+        # Points missing in the data (NaN before the imputers filled them) add no loss.
+        skip = self.model.normalizer.nan_mask(
+            batch["data"][:, k : k + steps][..., self.model.output_columns]
+        )
+        return torch.stack(predictions, dim=1), targets, skip
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(*self._roll_out(batch, self.rollout))
@@ -90,14 +95,15 @@ class Forecaster(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        predictions, targets = self._roll_out(batch, self.validation_rollout)
-        loss = self.loss(predictions, targets)
+        predictions, targets, skip = self._roll_out(batch, self.validation_rollout)
+        loss = self.loss(predictions, targets, skip)
         self.log("val_loss", loss, prog_bar=True, batch_size=batch["data"].shape[0], sync_dist=True)
         columns = self.model.output_columns
         physical = self.model.normalizer.denormalise(predictions, columns)
         truth = self.model.normalizer.denormalise(targets, columns)
         # Area-weighted MSE per sample, lead and variable: (B, T, E, G, V) -> (B*E, T, V)
-        mse = torch.einsum("btegv,g->betv", (physical - truth).float() ** 2, self.metric_weights)
+        squared = ((physical - truth).float() ** 2).masked_fill(skip, 0.0)
+        mse = torch.einsum("btegv,g->betv", squared, self.metric_weights)
         mse = mse.flatten(0, 1)
         for lead in range(self.validation_rollout):
             for index, variable in enumerate(self.model.output_variables):

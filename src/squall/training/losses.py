@@ -73,9 +73,14 @@ class WeightedLoss(nn.Module):
                 weight = weight * scaler.broadcast()
         self.register_buffer("weight", weight, persistent=False)
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """prediction/target (B, T, E, G, V) -> scalar. Computed in float32."""
+    def forward(
+        self, prediction: torch.Tensor, target: torch.Tensor, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """prediction/target (B, T, E, G, V) -> scalar, in float32. `skip` (same shape, bool)
+        marks points missing in the data (the imputers' NaN mask): they add no loss."""
         error = prediction.float() - target.float()
+        if skip is not None:
+            error = error.masked_fill(skip, 0.0)
         if self.ignore_nans:
             error = torch.nan_to_num(error, nan=0.0)  # a missing target adds no loss
         loss = ELEMENTWISE[self.kind](error, **self.options) * self.weight
@@ -100,9 +105,12 @@ class CombinedLoss(nn.Module):
         self.losses = nn.ModuleList(losses)
         self.weights = list(weights)
 
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, prediction: torch.Tensor, target: torch.Tensor, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return sum(
-            w * loss(prediction, target) for w, loss in zip(self.weights, self.losses, strict=True)
+            w * loss(prediction, target, skip)
+            for w, loss in zip(self.weights, self.losses, strict=True)
         )
 
 

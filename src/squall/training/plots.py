@@ -91,7 +91,7 @@ class TrainingPlots(Callback):
         if trainer.current_epoch % self.every_n_epochs:
             return
         model = pl_module.model
-        prediction, target = pl_module._roll_out({k: v[:1] for k, v in batch.items()}, 1)
+        prediction, target, _ = pl_module._roll_out({k: v[:1] for k, v in batch.items()}, 1)
         columns = model.output_columns
         prediction = model.normalizer.denormalise(prediction, columns)[0, 0, 0].cpu().numpy()
         target = model.normalizer.denormalise(target, columns)[0, 0, 0].cpu().numpy()
