@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
-from storm_sample import TEST, TRAIN, VALIDATION
+from storm_sample import TEST, pipeline_overrides
 
 from squall.cli import main
 from squall.config.compose import load_config
 from squall.config.tools import dump, generate, json_schema
 
-REQUIRED = [
-    "system.input.dataset=ds.zarr",
-    "system.input.graph=g.pt",
-    "system.input.statistics=s.json",
-    "system.output.root=out",
-    f"dataloader.training.start={TRAIN[0]}",
-    f"dataloader.training.end={TRAIN[1]}",
-    f"dataloader.validation.start={VALIDATION[0]}",
-    f"dataloader.validation.end={VALIDATION[1]}",
-    f"dataloader.test.start={TEST[0]}",
-    f"dataloader.test.end={TEST[1]}",
-]
+REQUIRED = pipeline_overrides(
+    {"dataset": "ds.zarr", "graph": "g.pt", "statistics": "s.json"}, Path("out")
+)
 
 
 def test_generated_copy_shadows_the_templates(tmp_path):

@@ -157,39 +157,6 @@ def test_preflight_refuses_a_graph_of_another_grid(storm_inputs, tmp_path):
         validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
 
 
-def test_preflight_refuses_unknown_variables(storm_inputs, tmp_path):
-    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "data.forcing=[lsm]"]
-    with pytest.raises(ValueError, match=r"data.forcing names \['lsm'\]"):
-        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
-
-
-def test_config_errors_surface_before_any_work(storm_inputs, tmp_path):
-    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "+training.epochs=3"]
-    with pytest.raises(ConfigError, match="did you mean 'training.max_epochs'"):
-        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
-
-
-def test_preflight_refuses_unknown_computed_forcings(storm_inputs, tmp_path):
-    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "data.computed_forcings=[tide]"]
-    with pytest.raises(ValueError, match=r"computed_forcings names \['tide'\].*cos_local_time"):
-        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
-
-
-def test_preflight_refuses_statistics_from_outside_the_training_split(storm_inputs, tmp_path):
-    overrides = [
-        *pipeline_overrides(storm_inputs, tmp_path),
-        "dataloader.training.start=1996-01-08",
-    ]
-    with pytest.raises(ValueError, match="outside the training split"):
-        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
-
-
-def test_preflight_refuses_a_rollout_longer_than_the_window(storm_inputs, tmp_path):
-    overrides = [*pipeline_overrides(storm_inputs, tmp_path), "task.validation_rollout=8"]
-    with pytest.raises(ValueError, match=r"dataloader.validation .*widen the window"):
-        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
-
-
 def test_ensemble_forecasts_get_ensemble_scores(trained, tmp_path):
     artifact = export_checkpoint(trained["best"], tmp_path / "model.squall", trained["graph"])
     path = predict_to_zarr(
@@ -206,3 +173,24 @@ def test_ensemble_forecasts_get_ensemble_scores(trained, tmp_path):
     mae = model[model.metric == "mae"].set_index(["variable", "lead_time_hours"]).value
     np.testing.assert_allclose(crps, mae, rtol=1e-5)
     assert (tmp_path / "evaluation" / "plots" / "rank_histograms.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("override", "error", "message"),
+    [
+        ("data.forcing=[lsm]", ValueError, r"data.forcing names \['lsm'\]"),
+        ("+training.epochs=3", ConfigError, "did you mean 'training.max_epochs'"),
+        (
+            "data.computed_forcings=[tide]",
+            ValueError,
+            r"computed_forcings names \['tide'\].*cos_local_time",
+        ),
+        ("dataloader.training.start=1996-01-08", ValueError, "outside the training split"),
+        ("task.validation_rollout=8", ValueError, r"dataloader.validation .*widen the window"),
+    ],
+)
+def test_preflight_refuses(override, error, message, storm_inputs, tmp_path):
+    overrides = [*pipeline_overrides(storm_inputs, tmp_path), override]
+    with pytest.raises(error, match=message):
+        validate_to_file("debug", overrides, CONFIG_DIR, tmp_path / "resolved.yaml")
+    assert not (tmp_path / "resolved.yaml").exists()
