@@ -174,7 +174,13 @@ def test_plots_and_profile_are_written(storm_inputs, tmp_path):
         )
     )
     plots = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert plots == ["loss_curves.png", "sample_epoch000.png", "sample_epoch001.png"]
+    assert plots == [
+        "distribution_epoch000.png",
+        "distribution_epoch001.png",
+        "loss_curves.png",
+        "sample_epoch000.png",
+        "sample_epoch001.png",
+    ]
     profile = json.loads((tmp_path / "profile.json").read_text())
     assert profile["samples_per_second"] > 0 and profile["peak_memory_mib"] > 100
     assert set(profile["median_per_batch"]) == {

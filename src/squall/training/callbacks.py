@@ -118,7 +118,10 @@ class WeightEMA(Callback):
 
 
 def training_callbacks(
-    training: dict[str, Any], diagnostics: dict[str, Any], root: Path
+    training: dict[str, Any],
+    diagnostics: dict[str, Any],
+    root: Path,
+    field_shape: tuple[int, ...] | None = None,
 ) -> list[Callback]:
     """Checkpoints (first: best.ckpt), early stopping, EMA, time limit, plots, profiler."""
     directory = root / "checkpoints"
@@ -140,7 +143,9 @@ def training_callbacks(
     plots = diagnostics["plots"]
     if plots["enabled"]:
         callbacks.append(
-            TrainingPlots(root / "plots", plots["every_n_epochs"], plots["timeout_seconds"])
+            TrainingPlots(
+                root / "plots", plots["every_n_epochs"], plots["timeout_seconds"], field_shape
+            )
         )
     if diagnostics["profiler"]:
         callbacks.append(TrainingProfiler(root / "profile.json"))

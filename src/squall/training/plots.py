@@ -12,6 +12,8 @@ import torch
 from matplotlib.figure import Figure  # the object API: pyplot is not thread-safe
 from pytorch_lightning.callbacks import Callback
 
+from squall.evaluation.spectra import zonal_power_spectrum
+
 
 def sample_figure(
     fields: dict[str, np.ndarray], lat: np.ndarray, lon: np.ndarray, title: str
@@ -36,6 +38,34 @@ def sample_figure(
     return figure
 
 
+def distribution_figure(
+    target: np.ndarray, prediction: np.ndarray, variable: str, field_shape, lat, lon, title: str
+) -> Figure:
+    """Histogram of target and prediction values, and (on a regular grid) their zonal power
+    spectra: a model that blurs loses the tails and the short wavelengths."""
+    spectra = field_shape is not None and len(field_shape) == 2
+    figure = Figure(figsize=(10 if spectra else 5, 3.6))
+    axis = figure.add_subplot(1, 2 if spectra else 1, 1)
+    bins = np.histogram_bin_edges(np.concatenate([target, prediction]), bins=40)
+    axis.hist(target, bins=bins, alpha=0.6, label="target")
+    axis.hist(prediction, bins=bins, alpha=0.6, label="prediction")
+    axis.set_xlabel(variable)
+    axis.set_ylabel("grid points")
+    axis.legend()
+    if spectra:
+        axis = figure.add_subplot(1, 2, 2)
+        for name, values in (("target", target), ("prediction", prediction)):
+            wavelength, power = zonal_power_spectrum(values[None], lat, lon, field_shape)
+            axis.loglog(wavelength, power, marker=".", label=name)
+        axis.invert_xaxis()
+        axis.set_xlabel("zonal wavelength (km)")
+        axis.set_ylabel("power")
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
 def loss_figure(train: list[tuple[int, float]], validation: list[tuple[int, float]]) -> Figure:
     figure = Figure(figsize=(6, 4))
     axis = figure.add_subplot()
@@ -53,8 +83,15 @@ def loss_figure(train: list[tuple[int, float]], validation: list[tuple[int, floa
 
 
 class TrainingPlots(Callback):
-    def __init__(self, directory: Path, every_n_epochs: int = 1, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        every_n_epochs: int = 1,
+        timeout: float = 60.0,
+        field_shape: tuple[int, ...] | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        self.field_shape = tuple(field_shape) if field_shape else None
         self.every_n_epochs = every_n_epochs
         self.timeout = timeout
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="squall-plots")
@@ -110,6 +147,15 @@ class TrainingPlots(Callback):
             trainer,
             f"sample_epoch{trainer.current_epoch:03d}",
             lambda: sample_figure(fields, lat, lon, title),
+        )
+        grid = self.field_shape
+        shape = grid if grid and int(np.prod(grid)) == len(lat) else None
+        self._submit(
+            trainer,
+            f"distribution_epoch{trainer.current_epoch:03d}",
+            lambda: distribution_figure(
+                target[:, 0], prediction[:, 0], variable, shape, lat, lon, title
+            ),
         )
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:

@@ -179,7 +179,10 @@ def train(
     checkpoints = root / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     callbacks = training_callbacks(
-        config.training.model_dump(), config.diagnostics.model_dump(), root
+        config.training.model_dump(),
+        config.diagnostics.model_dump(),
+        root,
+        field_shape=open_dataset(inputs.dataset).field_shape,  # for the spectra of plots
     )
     best = callbacks[0]
     loggers = []
