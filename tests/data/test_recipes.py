@@ -122,3 +122,28 @@ def test_cf_time_axis_is_decoded(tmp_path):
     recipe["sources"] = [recipe["sources"][0] | {"path": str(tmp_path / "p_cf.nc")}]
     ds = open_dataset(create_dataset(recipe, tmp_path / "cf.zarr"))
     assert len(ds) == 64 and str(ds.dates[-1]) == "1996-01-20T18:00:00" and not ds.missing
+
+
+def test_recipe_stores_computed_forcings_as_the_model_computes_them(tmp_path):
+    import torch
+
+    from squall.models.computed_forcings import computed_forcings
+
+    repo = Path(__file__).resolve().parents[2]
+    recipe = yaml.safe_load((repo / "configs/datasets/storm.yaml").read_text())
+    recipe["sources"] = recipe["sources"][:1]
+    recipe["computed_forcings"] = ["cos_latitude", "insolation"]
+    dataset = open_dataset(create_dataset(recipe, tmp_path / "s.zarr", repo))
+    assert dataset.variables == ["msl", "cos_latitude", "insolation"]
+    assert dataset.metadata["variables_metadata"]["insolation"]["computed_forcing"]
+    when = int(dataset.dates[10].astype("datetime64[s]").astype(np.int64))
+    expected = computed_forcings(
+        ["cos_latitude", "insolation"],
+        torch.tensor([when]),
+        torch.from_numpy(np.deg2rad(dataset.latitudes)),
+        torch.from_numpy(np.deg2rad(dataset.longitudes)),
+    )[0].numpy()
+    np.testing.assert_allclose(dataset[10][1:, 0].T, expected, rtol=1e-5, atol=1e-6)
+    recipe["computed_forcings"] = ["moonlight"]
+    with pytest.raises(RecipeError, match="moonlight"):
+        create_dataset(recipe, tmp_path / "t.zarr", repo)

@@ -29,6 +29,7 @@ import yaml
 import zarr
 from tqdm import tqdm
 
+from squall.data.computed_fields import ComputedForcingFields
 from squall.data.coordinates import coordinates_hash
 from squall.data.dates import check_regular, frequency_to_timedelta, iso, window_indices
 from squall.data.sources import RecipeError, SourceField, read_source
@@ -39,7 +40,7 @@ __all__ = ["RecipeError", "create_dataset", "load_recipe"]
 
 RECIPE_KEYS = set(
     "description licence attribution frequency start end time crop statistics tendency_deltas "
-    "resolution sources".split()
+    "resolution sources computed_forcings".split()
 )
 SOURCE_KEYS = {"path", "variable", "name", "units", "long_name", "format", "levels", "constant"}
 TIME_KEYS = {"reference_variable", "reference_format", "offset_variable", "offset_units"}
@@ -102,10 +103,20 @@ def create_dataset(
         read_source(path, spec, recipe.get("time"), crop)
         for path, spec in zip(paths, recipe["sources"], strict=True)
     ]
-    names = [name for field in fields for name in field.names]
+    reference = _check_same_grid(fields)
+    computed = None
+    if recipe.get("computed_forcings"):
+        try:
+            computed = ComputedForcingFields(
+                recipe["computed_forcings"], reference.latitudes, reference.longitudes
+            )
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
+    names = [name for field in fields for name in field.names] + (
+        computed.names if computed else []
+    )
     if len(set(names)) != len(names):
         raise RecipeError(f"output names must be unique, got {names}")
-    reference = _check_same_grid(fields)
     members = _members(fields)
     frequency = frequency_to_timedelta(recipe["frequency"])
     timed = [field for field in fields if field.times is not None]
@@ -128,7 +139,7 @@ def create_dataset(
         resume=resume,
     )
     try:
-        _write_dates(builder, fields, dates, members, progress)
+        _write_dates(builder, fields + ([computed] if computed else []), dates, members, progress)
         missing_by_variable = _missing_by_variable(builder, names)
     except RecipeError:
         builder.abandon()  # a recipe error needs a new recipe, not a resume
@@ -147,7 +158,8 @@ def create_dataset(
     return builder.finish(
         field_shape=reference.field_shape,
         missing_dates=[np.datetime64(d, "s") for d in missing],
-        variables_metadata=_variables_metadata(fields, recipe["sources"]),
+        variables_metadata=_variables_metadata(fields, recipe["sources"])
+        | (computed.metadata() if computed else {}),
         statistics=stats,
         tendency_statistics=stats["tendencies"],
         resolution=recipe.get("resolution") or _resolution(reference),
