@@ -38,9 +38,14 @@ def export_checkpoint(
         )
     graph, graph_info = load_graph(graph_path)
     model = ForecastModel(graph, hyper["model_spec"], hyper["statistics"])
-    weights = checkpoint.get("ema_state_dict") or {  # the EMA of the weights when there is one
-        k[len(_PREFIX) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(_PREFIX)
-    }
+    weights = (
+        checkpoint.get("ema_state_dict")
+        or {  # the EMA of the weights when there is one
+            k[len(_PREFIX) :]: v
+            for k, v in checkpoint["state_dict"].items()
+            if k.startswith(_PREFIX)
+        }
+    )
     model.load_state_dict(weights, strict=True)
     return write_artifact(
         model,
