@@ -22,6 +22,30 @@ def recipe_content(path):
     return yaml.safe_load(Path(path).read_text())
 
 
+HARDWARE_DEFAULTS = {
+    "nodes": 1,
+    "tasks_per_node": 1,
+    "accelerator": "auto",
+    "cpus_per_task": 2,
+    "mem_mb_per_task": 8000,
+    "runtime_minutes": 60,
+}
+
+
+def hardware(wildcards):
+    """The experiment's training hardware (configs/pipeline.yaml), with defaults."""
+    return {**HARDWARE_DEFAULTS, **experiment(wildcards).get("hardware", {})}
+
+
+def launch_prefix(wildcards):
+    """How the train rule starts its ranks: directly (Lightning launches local ranks itself),
+    or one `srun` task per rank so that Lightning's SLURM environment sees every rank."""
+    if config.get("launcher", "local") != "srun":
+        return ""
+    spec = hardware(wildcards)
+    return f"srun --nodes={spec['nodes']} --ntasks-per-node={spec['tasks_per_node']}"
+
+
 def split(wildcards, name):
     return experiment(wildcards)["splits"][name]
 
@@ -43,6 +67,12 @@ def config_overrides(wildcards):
     for stage in ("training", "validation", "test"):
         for bound in ("start", "end"):
             overrides.append(f"dataloader.{stage}.{bound}={spec['splits'][stage][bound]}")
+    machine = hardware(wildcards)
+    overrides += [
+        f"system.hardware.num_nodes={machine['nodes']}",
+        f"system.hardware.devices={machine['tasks_per_node']}",
+        f"system.hardware.accelerator={machine['accelerator']}",
+    ]
     return overrides + list(spec.get("overrides", []))
 
 

@@ -11,8 +11,17 @@ rule train:
         "results/logs/{experiment}/train.log",
     benchmark:
         "results/benchmarks/{experiment}/train.tsv"
-    threads: workflow.cores
+    threads: lambda w: hardware(w)["cpus_per_task"]
+    params:
+        launch=launch_prefix,
     resources:
         mlflow_db=1,  # one writer at a time on the local sqlite store
+        # A Slurm profile turns these into the job: nodes x tasks (one rank per GPU).
+        nodes=lambda w: hardware(w)["nodes"],
+        tasks=lambda w: hardware(w)["nodes"] * hardware(w)["tasks_per_node"],
+        cpus_per_task=lambda w: hardware(w)["cpus_per_task"],
+        mem_mb_per_cpu=lambda w: hardware(w)["mem_mb_per_task"] // hardware(w)["cpus_per_task"],
+        runtime=lambda w: hardware(w)["runtime_minutes"],
+        mpi="srun",
     shell:
-        "OMP_NUM_THREADS={threads} squall train {input.resolved} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.launch} squall train {input.resolved} > {log} 2>&1"

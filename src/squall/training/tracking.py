@@ -3,9 +3,29 @@ offline (a local sqlite store, e.g. on compute nodes without network) to another
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pytorch_lightning.callbacks import Callback
+
+
+@contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """Serialise opening a local sqlite store: ranks started together (srun, torchrun) would
+    otherwise race to create its tables ("duplicate column name"). Other stores: no lock."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class SystemMetrics(Callback):

@@ -35,7 +35,7 @@ from squall.training.losses import build_loss
 from squall.training.preflight import model_statistics, model_variables
 from squall.training.runs import resolve_resume, run_tags
 from squall.training.scalers import build_scalers
-from squall.training.tracking import SystemMetrics
+from squall.training.tracking import SystemMetrics, store_lock
 
 
 def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, Any]:
@@ -194,16 +194,17 @@ def train(
     if mlflow_settings.enabled:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         previous_run = (resumed or {}).get("squall", {}).get("mlflow_run_id")
-        logger = MLFlowLogger(
-            experiment_name=mlflow_settings.experiment_name,
-            run_name=mlflow_settings.run_name,
-            tracking_uri=mlflow_settings.tracking_uri,
-            artifact_location=mlflow_settings.artifact_location,
-            run_id=None if fork else previous_run,
-            tags=run_tags(
-                mlflow_settings.experiment_name, checkpoints, previous_run if fork else None
-            ),
-        )
+        with store_lock(mlflow_settings.tracking_uri):
+            logger = MLFlowLogger(
+                experiment_name=mlflow_settings.experiment_name,
+                run_name=mlflow_settings.run_name,
+                tracking_uri=mlflow_settings.tracking_uri,
+                artifact_location=mlflow_settings.artifact_location,
+                run_id=None if fork else previous_run,
+                tags=run_tags(
+                    mlflow_settings.experiment_name, checkpoints, previous_run if fork else None
+                ),
+            )
         if fork or previous_run is None:  # a resumed run keeps the params it started with
             logger.log_hyperparams(_flatten(config.model_dump(mode="json")))
         loggers.append(logger)
