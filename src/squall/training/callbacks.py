@@ -33,35 +33,28 @@ def checkpoint_callbacks(directory: Path, settings: dict[str, Any]) -> list[Mode
         # last.ckpt after every epoch, improved or not: what a resume starts from.
         ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True),
     ]
-    keep_all = {"dirpath": directory, "save_top_k": -1, "enable_version_counter": False}
-    if settings.get("every_n_epochs"):
-        callbacks.append(
-            ModelCheckpoint(
-                filename="epoch{epoch:03d}",
-                auto_insert_metric_name=False,
-                every_n_epochs=settings["every_n_epochs"],
-                **keep_all,
+    # Periodic checkpoints, all kept: (setting, file name, ModelCheckpoint trigger).
+    periodic = (
+        ("every_n_epochs", "epoch{epoch:03d}", lambda n: {"every_n_epochs": n}),
+        ("every_n_steps", "step{step:06d}", lambda n: {"every_n_train_steps": n}),
+        (
+            "every_n_minutes",
+            "time-step{step:06d}",
+            lambda n: {"train_time_interval": datetime.timedelta(minutes=n)},
+        ),
+    )
+    for key, filename, trigger in periodic:
+        if settings.get(key):
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=directory,
+                    filename=filename,
+                    save_top_k=-1,
+                    enable_version_counter=False,
+                    auto_insert_metric_name=False,
+                    **trigger(settings[key]),
+                )
             )
-        )
-    if settings.get("every_n_steps"):
-        callbacks.append(
-            ModelCheckpoint(
-                filename="step{step:06d}",
-                auto_insert_metric_name=False,
-                every_n_train_steps=settings["every_n_steps"],
-                **keep_all,
-            )
-        )
-    if settings.get("every_n_minutes"):
-        interval = datetime.timedelta(minutes=settings["every_n_minutes"])
-        callbacks.append(
-            ModelCheckpoint(
-                filename="time-step{step:06d}",
-                auto_insert_metric_name=False,
-                train_time_interval=interval,
-                **keep_all,
-            )
-        )
     return callbacks
 
 

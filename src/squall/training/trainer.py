@@ -110,6 +110,7 @@ class Assembly:
     datamodule: ForecastDataModule
     statistics: dict[str, list[float]]
     initialised: dict[str, Any] | None
+    field_shape: tuple[int, ...]
 
 
 def assemble(config: SquallConfig) -> Assembly:
@@ -148,7 +149,7 @@ def assemble(config: SquallConfig) -> Assembly:
         num_workers=loader.num_workers.model_dump(),
         seed=config.training.seed,
     )
-    return Assembly(model, task, datamodule, statistics, initialised)
+    return Assembly(model, task, datamodule, statistics, initialised, dataset.field_shape)
 
 
 def train(
@@ -182,7 +183,7 @@ def train(
         config.training.model_dump(),
         config.diagnostics.model_dump(),
         root,
-        field_shape=open_dataset(inputs.dataset).field_shape,  # for the spectra of plots
+        field_shape=assembly.field_shape,  # for the spectra of plots
     )
     best = callbacks[0]
     loggers = []
