@@ -23,8 +23,11 @@ include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 
 
+DEFAULT_EXPERIMENTS = config.get("run", list(config["experiments"]))
+
+
 rule all:
     input:
-        expand("results/{experiment}/evaluation/scores.csv", experiment=config["experiments"]),
-        expand("results/{experiment}/model.squall", experiment=config["experiments"]),
+        expand("results/{experiment}/evaluation/scores.csv", experiment=DEFAULT_EXPERIMENTS),
+        expand("results/{experiment}/model.squall", experiment=DEFAULT_EXPERIMENTS),
     default_target: True
