@@ -89,7 +89,13 @@ def _config_schema(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from squall.training.trainer import train_from_file
 
-    best = train_from_file(args.resolved, args.allow_lineage_mismatch, args.resume, args.fork)
+    from squall.training.walltime import INTERRUPTED_EXIT_CODE, TrainingInterrupted
+
+    try:
+        best = train_from_file(args.resolved, args.allow_lineage_mismatch, args.resume, args.fork)
+    except TrainingInterrupted as stopped:
+        print(f"squall train: {stopped}", file=sys.stderr)
+        raise SystemExit(INTERRUPTED_EXIT_CODE) from None
     print(f"best checkpoint: {best}")
 
 
@@ -249,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("resolved")
     train.add_argument(
         "--resume",
-        help="continue exactly from a checkpoint, from 'last' (this run's last.ckpt, if any), "
-        "or from an MLflow run id",
+        help="continue exactly from a checkpoint; 'auto': from this run's last.ckpt if the run "
+        "of this same config was interrupted (wall time) or killed, else start afresh; 'last': "
+        "from this run's last.ckpt, if any; or from an MLflow run id",
     )
     train.add_argument(
         "--fork", action="store_true", help="with --resume: continue as a new MLflow run"

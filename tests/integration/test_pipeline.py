@@ -74,6 +74,7 @@ def test_pipeline_produces_every_stage_output(pipeline):
         "storm/statistics.json",
         "storm/resolved.yaml",
         "storm/checkpoints/best.ckpt",
+        "storm/model.ckpt",
         "storm/model.squall/weights.safetensors",
         "storm/model.squall/metadata.json",
         "storm/evaluation/scores.csv",

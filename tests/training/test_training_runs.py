@@ -15,6 +15,7 @@ from squall.export.artifact import load_artifact
 from squall.export.from_checkpoint import export_checkpoint
 from squall.training.preflight import validate_to_file
 from squall.training.trainer import train
+from squall.training.walltime import TrainingInterrupted
 
 CONFIG_DIR = REPO / "configs/training"
 
@@ -74,9 +75,12 @@ def test_time_limit_saves_and_stops(storm_inputs, tmp_path):
         "training.limit_train_batches=null",
         "training.time_limit_minutes=0.001",
     )
-    train(resolved)
+    with pytest.raises(TrainingInterrupted, match="time limit"):
+        train(resolved)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["global_step"] < 50  # stopped long before 50 epochs
+    state = json.loads((tmp_path / "checkpoints" / "run_state.json").read_text())
+    assert state["status"] == "interrupted" and state["step"] == last["global_step"]
 
 
 def test_early_stopping(storm_inputs, tmp_path):

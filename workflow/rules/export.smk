@@ -1,7 +1,7 @@
 rule export:
     """Checkpoint -> model.squall/ (weights.safetensors + metadata.json, no pickle)."""
     input:
-        checkpoint="results/{experiment}/checkpoints/best.ckpt",
+        checkpoint="results/{experiment}/model.ckpt",
         graph="results/{experiment}/graph.pt",
     output:
         directory("results/{experiment}/model.squall"),

@@ -1,12 +1,14 @@
 rule train:
-    """Lightning training; MLflow logs to results/mlflow.db; best checkpoint by validation loss."""
+    """Lightning training; MLflow logs to results/mlflow.db. model.ckpt: the checkpoint the run
+    chose (lowest validation loss). A run stopped for wall time (exit 75) keeps checkpoints/ and
+    the next `snakemake` continues it (--resume auto); a changed config starts afresh."""
     input:
         resolved="results/{experiment}/resolved.yaml",
         dataset=dataset_path,
         graph="results/{experiment}/graph.pt",
         statistics="results/{experiment}/statistics.json",
     output:
-        "results/{experiment}/checkpoints/best.ckpt",
+        "results/{experiment}/model.ckpt",
     log:
         "results/logs/{experiment}/train.log",
     benchmark:
@@ -24,4 +26,4 @@ rule train:
         runtime=lambda w: hardware(w)["runtime_minutes"],
         mpi="srun",
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} squall train {input.resolved} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.launch} squall train {input.resolved} --resume auto > {log} 2>&1"

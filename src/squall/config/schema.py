@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 from pydantic import (
@@ -14,11 +15,39 @@ from pydantic import (
     model_validator,
 )
 
+from squall.config.multi_dataset import check_datasets
 from squall.data.dates import frequency_to_string, frequency_to_timedelta
+
+
+ENSEMBLE_LOSSES = ("crps", "fair_crps", "almost_fair_crps", "energy")
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+DATASET_NAME = r"^[a-z][a-z0-9_]*$"  # a graph node set and a metric key: no dots or slashes
+
+
+class DatasetRoles(Strict):
+    """One dataset of a multi-dataset run (data.datasets.<name>). role input: every variable is
+    forcing (e.g. the coarse grid of a downscaler); output: every variable is a target (the
+    fine grid); both: prognostic, with `forcing`/`diagnostic` as for a single dataset."""
+
+    role: Literal["input", "output", "both"] = "both"
+    forcing: list[str] = []
+    diagnostic: list[str] = []
+    drop: list[str] = []
+    loss_weight: float = Field(1.0, ge=0)  # this dataset's loss counts this much in the sum
+
+    @model_validator(mode="after")
+    def _lists_need_both(self) -> DatasetRoles:
+        if self.role != "both" and (self.forcing or self.diagnostic):
+            raise ValueError(
+                f"forcing/diagnostic lists apply to role 'both'; a dataset with role "
+                f"{self.role!r} has all its variables {'forcing' if self.role == 'input' else 'as targets'}"
+            )
+        return self
 
 
 class DataConfig(Strict):
@@ -29,6 +58,8 @@ class DataConfig(Strict):
     drop: list[str] = []
     # made on the fly by the model; names are checked by the pre-flight against the model's list
     computed_forcings: list[str] = []
+    # several datasets at once (with system.input.datasets): name -> roles and loss weight
+    datasets: dict[str, DatasetRoles] = {}
 
     @field_validator("frequency")
     @classmethod
@@ -208,12 +239,57 @@ class HardwareConfig(Strict):
     devices: int = Field(1, ge=1)
     num_nodes: int = Field(1, ge=1)
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "32"] = "32-true"
+    # > 1: model sharding, each model replica's grid split over this many ranks
+    num_gpus_per_model: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _model_groups_fill_the_world(self) -> HardwareConfig:
+        world = self.devices * self.num_nodes
+        if world % self.num_gpus_per_model:
+            raise ValueError(
+                f"system.hardware.num_gpus_per_model={self.num_gpus_per_model} does not divide "
+                f"the {world} processes (devices={self.devices} x num_nodes={self.num_nodes}); "
+                "pick a divisor of devices x num_nodes"
+            )
+        return self
+
+
+class DatasetInput(Strict):
+    # a store path, or an open_dataset mapping such as {dataset: path, thinning: 2}
+    dataset: str | dict[str, Any]
+    statistics: str
 
 
 class InputConfig(Strict):
-    dataset: str
+    dataset: str | None = None
     graph: str
-    statistics: str
+    statistics: str | None = None
+    # several datasets at once, instead of dataset and statistics: name -> store and statistics
+    datasets: dict[str, DatasetInput] = {}
+
+    @model_validator(mode="after")
+    def _one_form(self) -> InputConfig:
+        if self.datasets:
+            if self.dataset is not None or self.statistics is not None:
+                raise ValueError(
+                    "give system.input.dataset and statistics (one dataset) or "
+                    "system.input.datasets (several), not both: set the first two to null"
+                )
+            bad = [name for name in self.datasets if not re.match(DATASET_NAME, name)]
+            bad += [name for name in self.datasets if name.startswith("hidden")]
+            if bad:
+                raise ValueError(
+                    f"dataset names {bad} must be lower-case identifiers ({DATASET_NAME}) that do "
+                    "not start with 'hidden' (they name the graph's node sets)"
+                )
+            if len(self.datasets) < 2:
+                raise ValueError("system.input.datasets needs at least two datasets")
+        elif self.dataset is None or self.statistics is None:
+            raise ValueError(
+                "system.input.dataset and system.input.statistics must be set (or "
+                "system.input.datasets, for several datasets at once)"
+            )
+        return self
 
 
 class OutputConfig(Strict):
@@ -244,11 +320,97 @@ class RolloutConfig(Strict):
         return value
 
 
+class ExplicitTimes(Strict):
+    """Interpolator: input and target dates as offsets from the first input, in steps of
+    data.frequency (e.g. input [0, 6], target [1, 2, 3, 4, 5] on an hourly dataset)."""
+
+    input: list[int] = [0, 6]
+    target: list[int] = [1, 2, 3, 4, 5]
+
+    @model_validator(mode="after")
+    def _targets_between_inputs(self) -> ExplicitTimes:
+        if len(self.input) != 2 or self.input[0] >= self.input[1]:
+            raise ValueError(
+                f"task.explicit_times.input must be two increasing offsets, got {self.input}"
+            )
+        outside = [t for t in self.target if not self.input[0] <= t <= self.input[1]]
+        if not self.target or outside:
+            raise ValueError(
+                f"task.explicit_times.target must be non-empty offsets within the inputs "
+                f"{self.input}; {outside} lie outside"
+            )
+        return self
+
+
+class BoundaryConfig(Strict):
+    """Limited-area model: points outside the domain (data nodes where the graph attribute
+    `domain_mask` is False) and a ring of `ring_width` grid rows and columns at the edge of the
+    (lat, lon) field are forced to the true state during rollout and add no loss."""
+
+    ring_width: int = Field(0, ge=0)
+    domain_mask: str | None = None  # e.g. cutout_mask of an anemoi cut-out dataset
+
+
+class EnsembleConfig(Strict):
+    """ensemble_forecaster: members per initial condition, made by the ensemble model variant
+    (model.noise_channels > 0) and scored together by an ensemble loss (training.loss)."""
+
+    members: int = Field(4, ge=1)
+
+
+class DiffusionConfig(Strict):
+    """diffusion_forecaster: EDM denoising of the next state (or its tendency), conditioned on
+    the input states; the Heun sampler makes forecasts. Sigmas in normalised units."""
+
+    prediction: Literal["state", "tendency"] = "tendency"
+    sigma_data: float = Field(1.0, gt=0)
+    noise_distribution: Literal["lognormal", "karras"] = "lognormal"  # training sigmas
+    p_mean: float = -1.2  # lognormal: log sigma ~ N(p_mean, p_std^2)
+    p_std: float = Field(1.2, gt=0)
+    sigma_min: float = Field(0.02, gt=0)  # karras training sigmas and the sampler
+    sigma_max: float = Field(80.0, gt=0)
+    rho: float = Field(7.0, gt=0)
+    sampler_steps: int = Field(20, ge=1)  # Heun steps per forecast step
+
+    @field_validator("sigma_max")
+    @classmethod
+    def _above_minimum(cls, value: float, info: ValidationInfo) -> float:
+        if "sigma_min" in info.data and value <= info.data["sigma_min"]:
+            raise ValueError(f"must exceed task.diffusion.sigma_min={info.data['sigma_min']}")
+        return value
+
+
 class TaskConfig(Strict):
-    name: Literal["forecaster"] = "forecaster"
+    # forecaster: k inputs, r steps ahead; interpolator: targets between two inputs
+    # (explicit_times); autoencoder: each state reconstructed through the hidden mesh.
+    # downscaler: input datasets -> output datasets at the same time (system.input.datasets)
+    # ensemble_forecaster: a forecaster trained with an ensemble loss (task.ensemble);
+    # diffusion_forecaster: one step ahead by EDM denoising (task.diffusion)
+    name: Literal[
+        "forecaster",
+        "interpolator",
+        "autoencoder",
+        "downscaler",
+        "ensemble_forecaster",
+        "diffusion_forecaster",
+    ] = "forecaster"
     input_steps: int = Field(2, ge=1)
     rollout: RolloutConfig = RolloutConfig()
     validation_rollout: int = Field(1, ge=1)  # steps scored in validation
+    explicit_times: ExplicitTimes = ExplicitTimes()  # interpolator only
+    boundary: BoundaryConfig | None = None  # forecaster only: a limited-area model
+    ensemble: EnsembleConfig = EnsembleConfig()  # ensemble_forecaster only
+    diffusion: DiffusionConfig = DiffusionConfig()  # diffusion_forecaster only
+
+    @model_validator(mode="after")
+    def _task_settings_fit(self) -> TaskConfig:
+        if self.name == "interpolator" and self.input_steps != 2:
+            raise ValueError("task.input_steps must be 2 for the interpolator (its two inputs)")
+        if self.name == "autoencoder" and self.input_steps != 1:
+            raise ValueError("task.input_steps must be 1 for the autoencoder (one state)")
+        if self.boundary is not None and self.name != "forecaster":
+            raise ValueError(f"task.boundary applies to the forecaster, not to {self.name}")
+        return self
 
     @field_validator("rollout", mode="before")
     @classmethod
@@ -298,12 +460,25 @@ class InitialisationConfig(Strict):
 
 
 class LossConfig(Strict):
-    name: Literal["mse", "rmse", "mae", "huber", "logcosh", "combined"] = "mse"
+    name: Literal[
+        "mse",
+        "rmse",
+        "mae",
+        "huber",
+        "logcosh",
+        "combined",
+        # ensemble losses (task ensemble_forecaster)
+        "crps",
+        "fair_crps",
+        "almost_fair_crps",
+        "energy",
+    ] = "mse"
     scalers: list[str] = ["*"]  # '*' all of training.scalers, '!name' to leave one out
     ignore_nans: bool = False
     delta: float | None = Field(None, gt=0)  # huber only
     losses: list[LossConfig] = []  # combined only
     weights: list[float] = []  # combined only
+    alpha: float | None = Field(None, ge=0, le=1)  # almost_fair_crps only (default 0.95)
 
     def as_settings(self) -> dict[str, Any]:
         """The dict squall.training.losses.build_loss takes."""
@@ -314,6 +489,8 @@ class LossConfig(Strict):
                 "losses": [loss.as_settings() for loss in self.losses],
             }
         settings = {"name": self.name, "scalers": self.scalers, "ignore_nans": self.ignore_nans}
+        if self.name in ENSEMBLE_LOSSES:
+            return {"name": self.name, "scalers": self.scalers, "alpha": self.alpha}
         return settings | ({"delta": self.delta} if self.delta is not None else {})
 
 
@@ -332,6 +509,8 @@ class TrainingConfig(Strict):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     ema_decay: float | None = Field(None, gt=0, lt=1)  # keep an EMA of the weights; export it
     time_limit_minutes: float | None = Field(None, gt=0)  # checkpoint and stop before a wall time
+    # Checkpoint and stop on this signal (Slurm: --signal=USR1@300); null: no handler.
+    walltime_signal: Literal["SIGUSR1", "SIGUSR2"] | None = "SIGUSR1"
     initialisation: InitialisationConfig = InitialisationConfig()
     loss: LossConfig = LossConfig()
     # name -> settings; see squall.training.scalers. A loss selects them by name.
@@ -353,3 +532,41 @@ class SquallConfig(Strict):
     training: TrainingConfig = TrainingConfig()
     # Written by `squall config validate`: content hashes of the inputs this config was checked on.
     lineage: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _datasets_fit(self) -> SquallConfig:
+        check_datasets(self)
+        return self
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> SquallConfig:
+        """The ensemble and diffusion methods need their model variant and loss kind."""
+        task, loss = self.task.name, self.training.loss.name
+        ensemble_loss = loss in ENSEMBLE_LOSSES
+        if task == "ensemble_forecaster":
+            if not ensemble_loss:
+                raise ValueError(
+                    f"training.loss={loss!r}: the ensemble_forecaster needs an ensemble loss, "
+                    f"one of {list(ENSEMBLE_LOSSES)}"
+                )
+            if loss != "crps" and self.task.ensemble.members < 2:
+                raise ValueError(f"training.loss={loss!r} needs task.ensemble.members >= 2")
+        elif ensemble_loss:
+            raise ValueError(
+                f"training.loss={loss!r} scores an ensemble: set task.name=ensemble_forecaster"
+            )
+        if task in ("ensemble_forecaster", "diffusion_forecaster") and not (
+            self.model.noise_channels
+        ):
+            raise ValueError(
+                f"task {task} needs model.noise_channels > 0 (the conditional layer norms carry "
+                "the ensemble noise or the diffusion noise level), e.g. model.noise_channels=16"
+            )
+        if task == "diffusion_forecaster" and loss != "mse":
+            raise ValueError(
+                f"training.loss={loss!r}: the diffusion_forecaster's loss is the noise-level "
+                "weighted mse; set training.loss=mse"
+            )
+        if task == "diffusion_forecaster" and self.task.rollout.maximum > 1:
+            raise ValueError("the diffusion_forecaster trains on single steps: task.rollout=1")
+        return self

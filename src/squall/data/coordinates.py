@@ -24,3 +24,17 @@ def coordinates_hash(latitudes: np.ndarray, longitudes: np.ndarray) -> str:
     digest.update(np.ascontiguousarray(lat).tobytes())
     digest.update(np.ascontiguousarray(lon).tobytes())
     return digest.hexdigest()[:16]
+
+
+def in_box(latitudes, longitudes, box) -> np.ndarray:
+    """True for the points inside box = (south, north, west, east) in degrees, edges included.
+
+    Longitudes are compared modulo 360, so -70 and 290 are the same meridian and a box may
+    cross the antimeridian (west > east, e.g. (40, 60, 170, -170)).
+    """
+    south, north, west, east = (float(edge) for edge in box)
+    if south > north:
+        raise ValueError(f"a box is (south, north, west, east); south {south} > north {north}")
+    lat = np.asarray(latitudes, dtype=np.float64)
+    offset = np.mod(np.asarray(longitudes, dtype=np.float64) - west, 360.0)
+    return (lat >= south) & (lat <= north) & (offset <= np.mod(east - west, 360.0))

@@ -199,9 +199,11 @@ class ForecastDataModule(pl.LightningDataModule):
         num_workers: dict[str, int],
         seed: int,
         grid_shards: tuple[int, int] | None = None,
+        offsets: list[int] | None = None,
     ) -> None:
         """`grid_shards` = (this rank's shard, number of shards) reads only that part of the
-        grid (model sharding); None reads all points."""
+        grid (model sharding); None reads all points. `offsets` (a task's sample dates, see
+        ForecastSamples) replace the forecaster's k inputs and rollout targets."""
         super().__init__()
         points = None
         if grid_shards is not None:
@@ -209,17 +211,28 @@ class ForecastDataModule(pl.LightningDataModule):
             points = grid_shard(size, *grid_shards)
         self.samples = {
             stage: ForecastSamples(
-                dataset_path, start, end, variables, input_steps, rollout, step, points
+                dataset_path, start, end, variables, input_steps, rollout, step, points, offsets
             )
             for stage, (start, end) in windows.items()
         }
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.replica: tuple[int, int] | None = None  # set by read_grid_shard
+
+    def read_grid_shard(self, shard: int, shards: int, replica: int, replicas: int) -> None:
+        """Model sharding, set once the ranks are grouped: read only grid shard `shard` of
+        `shards`, and deal samples by model replica (every rank of a model group reads the same
+        samples) instead of by rank."""
+        for samples in self.samples.values():
+            samples.points = grid_shard(len(samples.store.latitudes), shard, shards)
+        self.replica = (replica, replicas)
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         trainer = getattr(self, "trainer", None)  # set by Lightning; None when used alone
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if self.replica is not None:
+            rank, world = self.replica
         sampler = EpochSampler(
             len(self.samples[stage]),
             seed=self.seed,

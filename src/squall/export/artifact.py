@@ -19,6 +19,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch_geometric.data import HeteroData
 
+from squall.models.diffusion import build_forecast_model
 from squall.models.interface import ForecastModel
 
 FORMAT = "squall-model/1"
@@ -161,7 +162,8 @@ def load_artifact(artifact: str | Path, device: str = "cpu") -> tuple[ForecastMo
     metadata = read_metadata(artifact)
     tensors = load_safetensors(_read_member(Path(artifact), WEIGHTS))
     graph = graph_from_tensors(tensors)
-    model = ForecastModel(graph, metadata["model_spec"], metadata["statistics"])
+    # a diffusion model's spec carries its sampler settings
+    model = build_forecast_model(graph, metadata["model_spec"], metadata["statistics"])
     weights = {k: v for k, v in tensors.items() if not k.startswith(_GRAPH)}
     model.load_state_dict(weights, strict=True)
     return model.to(device).eval(), metadata

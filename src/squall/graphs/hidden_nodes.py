@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from squall.data.coordinates import in_box
 from squall.graphs.data_nodes import DataNodes
 from squall.graphs.grids import healpix_grid, reduced_gaussian_grid
 from squall.graphs.nodes import icosahedral_coarse_mask, icosahedral_nodes, restrict_to_area
@@ -35,6 +36,11 @@ def _sorted(lat_deg: np.ndarray, lon_deg: np.ndarray) -> np.ndarray:
 def _area(data: DataNodes, recipe: HiddenNodesRecipe) -> np.ndarray:
     """[lat, lon] radians of the data nodes that define the area (the masked ones, if any)."""
     latlon = data.latlon_rad
+    if recipe.area_box is not None:
+        inside = in_box(*np.rad2deg(latlon).T, recipe.area_box)
+        if not inside.any():
+            raise ValueError(f"no data node lies inside hidden.area_box {list(recipe.area_box)}")
+        return latlon[inside]
     if recipe.area_mask is None:
         return latlon
     if recipe.area_mask not in data.masks:
@@ -65,7 +71,13 @@ def build_hidden_levels(data: DataNodes, recipe: HiddenNodesRecipe) -> list[Hidd
             # Fine nodes inside the area, the coarse level's nodes (a subset: icosahedra nest)
             # everywhere, so that mesh edges of the coarse levels cover the whole globe.
             inside = restrict_to_area(lat, lon, area[:, 0], area[:, 1], recipe.margin_km)
-            keep = inside | icosahedral_coarse_mask(refinement, recipe.coarse_refinement)
+            coarse = icosahedral_coarse_mask(refinement, recipe.coarse_refinement)
+            if recipe.coarse_margin_km is not None:  # a regional grid: no empty globe around it
+                grid = data.latlon_rad
+                coarse &= restrict_to_area(
+                    lat, lon, grid[:, 0], grid[:, 1], recipe.coarse_margin_km
+                )
+            keep = inside | coarse
         elif recipe.margin_km is not None:
             keep = restrict_to_area(lat, lon, area[:, 0], area[:, 1], recipe.margin_km)
         else:

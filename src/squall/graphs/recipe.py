@@ -46,6 +46,11 @@ class HiddenNodesRecipe(Strict):
     # stretched: the area where the fine level is used.
     margin_km: Annotated[float, Field(ge=0)] | None = None
     area_mask: str | None = None
+    # or the data nodes inside a box [south, north, west, east] (degrees), e.g. a stretched
+    # mesh's area of interest within a regional grid
+    area_box: tuple[float, float, float, float] | None = None
+    # stretched on a regional grid: coarse nodes only within this distance of any data node
+    coarse_margin_km: Annotated[float, Field(ge=0)] | None = None
     # Hierarchical: coarser levels under "hidden", finest first, e.g. [4, 3] -> hidden_2, hidden_3
     hierarchy: list[Level] = []
 
@@ -56,6 +61,8 @@ class HiddenNodesRecipe(Strict):
                 raise ValueError("hidden.type reduced-gaussian needs hidden.grid, e.g. o96")
         elif self.refinement is None:
             raise ValueError(f"hidden.type {self.type} needs hidden.refinement, e.g. 5")
+        if self.area_mask is not None and self.area_box is not None:
+            raise ValueError("give hidden.area_mask or hidden.area_box, not both")
         if self.type == "stretched":
             if self.coarse_refinement is None or self.margin_km is None:
                 raise ValueError(

@@ -69,6 +69,7 @@ class EncoderProcessorDecoder(nn.Module):
         layer_kernels: dict[str, dict[str, Any]] | None = None,
         noise_channels: int = 0,
         hierarchy_levels: int = 1,
+        decoder_skip: bool = True,
     ) -> None:
         super().__init__()
         self._spec = {
@@ -89,6 +90,7 @@ class EncoderProcessorDecoder(nn.Module):
             "layer_kernels": layer_kernels,
             "noise_channels": noise_channels,
             "hierarchy_levels": hierarchy_levels,
+            "decoder_skip": decoder_skip,
         }
         kernels = kernels_with_activation(layer_kernels, activation)
         data_coordinates = node_coordinates(graph, "data")
@@ -128,6 +130,13 @@ class EncoderProcessorDecoder(nn.Module):
         )
         self.hidden_embedding = kernels.mlp(
             static_channels, hidden_channels, hidden_channels, **mlp
+        )
+        # Without the skip (autoencoder) the decoder queries the data nodes from their static
+        # features alone: everything it outputs has passed through the hidden mesh.
+        self.data_query_embedding = (
+            None
+            if decoder_skip
+            else kernels.mlp(static_channels, hidden_channels, hidden_channels, **mlp)
         )
         flags = self._spec["gradient_checkpointing"]
         mapper_args = {
@@ -192,6 +201,14 @@ class EncoderProcessorDecoder(nn.Module):
         self.output_mlp = kernels.mlp(
             hidden_channels, hidden_channels, out_channels, layer_norm=False, **mlp
         )
+        # Model sharding (squall.distributed.grid_sharding) sets this rank's shard layout; the
+        # forward then takes and returns only that shard of the grid.
+        self.grid_sharding = None
+
+    @property
+    def grid_points(self) -> slice:
+        """The data points this network takes and returns: all, or this rank's grid shard."""
+        return slice(None) if self.grid_sharding is None else self.grid_sharding.data_points
 
     @property
     def gradient_checkpointing(self) -> dict[str, bool]:
@@ -223,6 +240,8 @@ class EncoderProcessorDecoder(nn.Module):
         return edge_attr if parameters is None else torch.cat([edge_attr, parameters], dim=-1)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if self.grid_sharding is not None:
+            return self.grid_sharding.forward(self, x, noise)
         expected = (self.num_data_nodes, self._spec["in_channels"])
         if x.dim() != 3 or tuple(x.shape[1:]) != expected:
             raise ValueError(
@@ -249,6 +268,8 @@ class EncoderProcessorDecoder(nn.Module):
             self._edge_inputs("processor"),
             noise if noise_channels else None,
         )
+        if self.data_query_embedding is not None:
+            data_nodes = self.data_query_embedding(data_static).expand(batch, -1, -1)
         _, data_nodes = self.decoder(
             hidden_nodes, data_nodes, self.decoder_edge_index, self._edge_inputs("decoder")
         )

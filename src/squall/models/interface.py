@@ -12,11 +12,13 @@ import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 
+from squall.models.boundary import forced_points, overwrite_forced
 from squall.models.computed_forcings import computed_forcings
 from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
 from squall.models.preprocessing import Preprocessor
 
 BOUNDING_KINDS = ("relu",)
+TASKS = ("forecaster", "interpolator", "autoencoder")
 
 
 def _roles(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -33,8 +35,11 @@ class ForecastModel(nn.Module):
 
     `spec` keys: variables (order of the last axis of x), forcing, diagnostic, computed_forcings,
     input_steps, timestep_seconds, network (EncoderProcessorDecoder arguments without channels),
-    and optionally preprocessing (Preprocessor config: normaliser, remapper, imputer) and
-    bounding ([{"kind": "relu", "variables": [...]}]: outputs kept >= 0 in physical units).
+    and optionally preprocessing (Preprocessor config: normaliser, remapper, imputer),
+    bounding ([{"kind": "relu", "variables": [...]}]: outputs kept >= 0 in physical units),
+    task (TASKS: what the output adds to: the last state, the linear interpolation of the two
+    inputs at the fraction of the way between them, or nothing) and boundary (a limited-area
+    model's forced points, see squall.models.boundary).
     `statistics` keys: mean, stdev, tendency_stdev (and minimum, maximum where a normaliser or
     imputer needs them), one value per variable of spec['variables'].
     """
@@ -42,6 +47,9 @@ class ForecastModel(nn.Module):
     def __init__(self, graph: HeteroData, spec: dict[str, Any], statistics: dict[str, list]):
         super().__init__()
         self.spec = spec
+        self.task = spec.get("task", "forecaster")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose one of {TASKS}")
         variables = spec["variables"]
         self.input_variables, self.output_variables = _roles(spec)
         prognostic = [v for v in self.output_variables if v in self.input_variables]
@@ -73,7 +81,12 @@ class ForecastModel(nn.Module):
         coordinates = graph["data"].x.float()
         self.register_buffer("latitudes", coordinates[:, 0].clone(), persistent=False)
         self.register_buffer("longitudes", coordinates[:, 1].clone(), persistent=False)
-        num_forcings = len(spec["computed_forcings"])
+        # The interpolator is told how far between its inputs the target lies: one more channel.
+        num_forcings = len(spec["computed_forcings"]) + (self.task == "interpolator")
+        boundary = spec.get("boundary")
+        self.register_buffer(
+            "forced", forced_points(graph, boundary) if boundary else None, persistent=False
+        )
         self.network = EncoderProcessorDecoder(
             graph,
             in_channels=spec["input_steps"] * len(self.input_variables) + num_forcings,
@@ -112,8 +125,30 @@ class ForecastModel(nn.Module):
     def timestep_seconds(self) -> int:
         return self.spec["timestep_seconds"]
 
-    def forward_normalised(self, x: torch.Tensor, valid_time: torch.Tensor) -> torch.Tensor:
-        """Normalised x (B, T, E, G, V), valid times (B,) -> normalised output (B, E, G, V_out)."""
+    def forward_normalised(
+        self, x: torch.Tensor, valid_time: torch.Tensor, fraction: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Normalised x (B, T, E, G, V), valid times (B,) -> normalised output (B, E, G, V_out).
+        The interpolator also takes `fraction` (B,): how far the target lies from the first
+        input to the second (0..1)."""
+        batch, members, grid = x.shape[0], x.shape[2], x.shape[3]
+        features = self.network_inputs(x, valid_time, fraction)
+        out = self.network(features).reshape(batch, members, grid, len(self.output_variables))
+        if self.task == "autoencoder":  # a reconstruction, not a change of state
+            return self._bounded(out)
+        base = x[:, -1][..., self.prognostic_columns]
+        if self.task == "interpolator":  # the network learns the departure from linear
+            weight = fraction.to(x.dtype)[:, None, None, None]
+            base = torch.lerp(x[:, 0][..., self.prognostic_columns], base, weight)
+        prognostic = base + out[..., self.prognostic_in_output] * self.tendency_scale
+        out = out.index_copy(-1, self.prognostic_in_output, prognostic.to(out.dtype))
+        return self._bounded(out)
+
+    def network_inputs(
+        self, x: torch.Tensor, valid_time: torch.Tensor, fraction: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The network's input features (B x E, G, channels): the input states' variables
+        over time, and the computed forcings at the valid time."""
         batch, steps, members, grid, _ = x.shape
         if steps != self.input_steps:
             raise ValueError(f"the model takes {self.input_steps} input steps, got {steps}")
@@ -122,15 +157,22 @@ class ForecastModel(nn.Module):
             .permute(0, 2, 3, 1, 4)
             .reshape(batch, members, grid, steps * len(self.input_variables))
         )
+        points = self.network.grid_points  # all, or this rank's shard under model sharding
         forcings = computed_forcings(
-            self.spec["computed_forcings"], valid_time, self.latitudes, self.longitudes
+            self.spec["computed_forcings"],
+            valid_time,
+            self.latitudes[points],
+            self.longitudes[points],
         ).to(inputs.dtype)
+        if self.task == "interpolator":
+            if fraction is None:
+                raise ValueError("the interpolator needs the fraction of the way to its target")
+            weight = fraction.to(forcings.dtype)[:, None, None].expand(batch, grid, 1)
+            forcings = torch.cat([forcings, weight], dim=-1)
         forcings = forcings[:, None].expand(batch, members, grid, forcings.shape[-1])
-        features = torch.cat([inputs, forcings], dim=-1).reshape(batch * members, grid, -1)
-        out = self.network(features).reshape(batch, members, grid, len(self.output_variables))
-        last_state = x[:, -1][..., self.prognostic_columns]
-        prognostic = last_state + out[..., self.prognostic_in_output] * self.tendency_scale
-        out = out.index_copy(-1, self.prognostic_in_output, prognostic.to(out.dtype))
+        return torch.cat([inputs, forcings], dim=-1).reshape(batch * members, grid, -1)
+
+    def _bounded(self, out: torch.Tensor) -> torch.Tensor:
         if self.bounded_outputs.numel():
             # ReLU in physical units: the gradient vanishes below the bound, as for a ReLU.
             bounded = torch.maximum(out[..., self.bounded_outputs], self.lower_bounds.to(out.dtype))
@@ -157,10 +199,11 @@ class ForecastModel(nn.Module):
         E, G, V) supplies forcing variables for each new time (may be None without forcings).
         Returns (B, steps, E, G, V_out).
         """
-        if self.spec["forcing"] and known_future is None:
+        if (self.spec["forcing"] or self.forced is not None) and known_future is None:
             raise ValueError(
-                f"the model reads forcing variables {self.spec['forcing']} at every step: pass "
-                "their future values as known_future (batch, steps, ensemble, grid, variable)"
+                f"the model reads forcing variables {self.spec['forcing']} (or a limited-area "
+                "boundary) at every step: pass their future values as known_future (batch, "
+                "steps, ensemble, grid, variable)"
             )
         state = self.normalizer.normalise(x)
         missing = self._missing_outputs(x[:, -1])
@@ -168,16 +211,24 @@ class ForecastModel(nn.Module):
         for step in range(steps):
             valid_time = last_input_time + (step + 1) * self.timestep_seconds
             prediction = self.forward_normalised(state, valid_time)
-            physical = self.normalizer.denormalise(prediction, self.output_columns)
-            outputs.append(physical.masked_fill(missing, float("nan")))
             known = (
                 self.normalizer.normalise(known_future[:, step])
                 if known_future is not None
                 else torch.zeros_like(state[:, -1])
             )
+            prediction = self.apply_boundary(prediction, known)
+            physical = self.normalizer.denormalise(prediction, self.output_columns)
+            outputs.append(physical.masked_fill(missing, float("nan")))
             new_state = self.next_input_state(prediction, known)
             state = torch.cat([state[:, 1:], new_state[:, None]], dim=1)
         return torch.stack(outputs, dim=1)
+
+    def apply_boundary(self, prediction: torch.Tensor, known_state: torch.Tensor) -> torch.Tensor:
+        """A limited-area model's output (B, E, G, V_out) with its forced points taken from the
+        true state (B, E, G, V) (both normalised); other models' output unchanged."""
+        if self.forced is None:
+            return prediction
+        return overwrite_forced(prediction, known_state[..., self.output_columns], self.forced)
 
     def _missing_outputs(self, last_state: torch.Tensor) -> torch.Tensor:
         """(B, E, G, V_out) True where an output variable was NaN in the last input state: those

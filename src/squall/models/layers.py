@@ -116,7 +116,19 @@ class MLP(nn.Module):
         return [linear(in_channels, hidden_channels), act()]
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.layers(x)
+        return self.forward_after_first_layer(self.layers[0](x), condition)
+
+    def first_linear(self) -> nn.Linear | None:
+        """The first layer when it is a plain nn.Linear: a caller whose input is a concatenation
+        may then apply it part by part (see message_passing), else None."""
+        first = self.layers[0]
+        return first if type(first) is nn.Linear else None
+
+    def forward_after_first_layer(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The rest of the MLP, given the output of its first layer."""
+        x = self.layers[1:](x)
         return x if self.norm is None else apply_norm(self.norm, x, condition)
 
 

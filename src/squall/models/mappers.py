@@ -51,7 +51,7 @@ class GraphMapper(nn.Module):
             else None
         )
 
-    def _update_targets(
+    def _block(
         self,
         x_src: torch.Tensor,
         x_dst: torch.Tensor,
@@ -60,16 +60,21 @@ class GraphMapper(nn.Module):
     ) -> torch.Tensor:
         return self.block(x_src, x_dst, edge_index, self.edge_embedding(edge_attr))[0]
 
-    def forward(
+    def update_targets(
         self,
         x_src: torch.Tensor,
         x_dst: torch.Tensor,
         edge_index: torch.Tensor,
         edge_attr: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        chunks: list[tuple[int, int, int, int]] | None = None,
+    ) -> torch.Tensor:
+        """x_dst updated from x_src over the edges, chunk by chunk. `chunks` (target_chunks of
+        this edge_index) default to the ones of the edges the mapper was built with; a grid
+        shard passes those of its own edges."""
         recompute = self.gradient_checkpointing and torch.is_grad_enabled()
         parts = []
-        for target_start, target_end, edge_start, edge_end in self.chunks:
+        chunks = self.chunks if chunks is None else chunks
+        for target_start, target_end, edge_start, edge_end in chunks:
             local_index = edge_index[:, edge_start:edge_end] - edge_index.new_tensor(
                 [[0], [target_start]]
             )
@@ -80,10 +85,21 @@ class GraphMapper(nn.Module):
                 edge_attr[edge_start:edge_end],
             )
             if recompute:
-                parts.append(checkpoint(self._update_targets, *args, use_reentrant=False))
+                parts.append(checkpoint(self._block, *args, use_reentrant=False))
             else:
-                parts.append(self._update_targets(*args))
-        x_dst = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        if self.source_mlp is not None:
-            x_src = x_src + self.source_mlp(x_src)
-        return x_src, x_dst
+                parts.append(self._block(*args))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def update_sources(self, x_src: torch.Tensor) -> torch.Tensor:
+        """The sources' own residual update (identity unless built with update_sources)."""
+        return x_src if self.source_mlp is None else x_src + self.source_mlp(x_src)
+
+    def forward(
+        self,
+        x_src: torch.Tensor,
+        x_dst: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x_dst = self.update_targets(x_src, x_dst, edge_index, edge_attr)
+        return self.update_sources(x_src), x_dst

@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from squall.models.kernels import segment_sum
 from squall.models.layer_kernels import LayerKernels
 
 
 def sum_at_targets(
     messages: torch.Tensor, target_index: torch.Tensor, num_targets: int
 ) -> torch.Tensor:
-    """Sum `messages` (batch, edges, channels...) into (batch, num_targets, channels...).
+    """Sum `messages` (batch, edges, channels...) into (batch, num_targets, channels...);
+    `target_index` sorted (graph_inputs sorts the edges once, at load).
 
-    Half-precision messages (bf16/fp16 under autocast) are summed in fp32: index_add needs one
-    dtype for accumulator and source, and a high-degree node summed in bf16 loses most of the
-    small contributions.
+    Half-precision messages (bf16/fp16 under autocast) are summed in fp32: a high-degree node
+    summed in bf16 loses most of the small contributions. On CUDA a fused segment-sum kernel.
     """
-    accumulate_dtype = torch.float32 if messages.element_size() < 4 else messages.dtype
-    shape = (messages.shape[0], num_targets, *messages.shape[2:])
-    accumulator = messages.new_zeros(shape, dtype=accumulate_dtype)
-    return accumulator.index_add(1, target_index, messages.to(accumulate_dtype))
+    return segment_sum(messages, target_index, num_targets)
 
 
 def batched_edges(edge_features: torch.Tensor, batch: int) -> torch.Tensor:
@@ -75,17 +74,40 @@ class GraphMessagePassing(nn.Module):
         condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         source_index, target_index = edge_index[0], edge_index[1]
-        edge_features = batched_edges(edge_features, x_src.shape[0])
-        edge_inputs = torch.cat(
-            [
-                x_src.index_select(1, source_index),
-                x_dst.index_select(1, target_index),
-                edge_features.to(x_src.dtype),
-            ],
-            dim=-1,
-        )
-        edge_update = self.edge_mlp(edge_inputs, condition)
+        first = self.edge_mlp.first_linear() if hasattr(self.edge_mlp, "first_linear") else None
+        if first is None:
+            edge_inputs = torch.cat(
+                [
+                    x_src.index_select(1, source_index),
+                    x_dst.index_select(1, target_index),
+                    batched_edges(edge_features, x_src.shape[0]).to(x_src.dtype),
+                ],
+                dim=-1,
+            )
+            edge_update = self.edge_mlp(edge_inputs, condition)
+        else:
+            hidden = self._first_layer_by_parts(first, x_src, x_dst, edge_index, edge_features)
+            edge_update = self.edge_mlp.forward_after_first_layer(hidden, condition)
         aggregated = sum_at_targets(edge_update, target_index, x_dst.shape[1])
         node_inputs = torch.cat([x_dst, aggregated.to(x_dst.dtype)], dim=-1)
         node_update = self.node_mlp(node_inputs, condition)
         return x_dst + node_update, edge_features + edge_update
+
+    @staticmethod
+    def _first_layer_by_parts(
+        first: nn.Linear,
+        x_src: torch.Tensor,
+        x_dst: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_features: torch.Tensor,
+    ) -> torch.Tensor:
+        """first([x_src[src], x_dst[dst], e]) as W_s x_src gathered + W_d x_dst gathered + W_e e:
+        the node parts are multiplied once per node instead of once per edge (several times
+        fewer FLOPs on meshes with more edges than nodes), and no (edges, 3C) concatenation is
+        built or kept for backward. Same function, same parameters as the concatenated form."""
+        weight_src, weight_dst, weight_edge = first.weight.split(
+            [x_src.shape[-1], x_dst.shape[-1], edge_features.shape[-1]], dim=1
+        )
+        hidden = F.linear(edge_features, weight_edge, first.bias)
+        hidden = hidden + F.linear(x_src, weight_src).index_select(1, edge_index[0])
+        return hidden + F.linear(x_dst, weight_dst).index_select(1, edge_index[1])

@@ -4,13 +4,15 @@ hidden nodes in their stored (spatially compact) order and ignores the edges."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from squall.models.blocks import make_graph_block
 from squall.models.layer_kernels import LayerKernels
-from squall.models.sliding_window import SlidingWindowBlock
+from squall.models.sliding_window import HeadExchange, SlidingWindowBlock
 
 PROCESSOR_KINDS = ("gnn", "graphtransformer", "transformer")
 
@@ -67,23 +69,31 @@ class Processor(nn.Module):
         edge_index: torch.Tensor,
         edge_attr: torch.Tensor,
         condition: torch.Tensor | None = None,
+        shard_exchange: Callable[[torch.Tensor], torch.Tensor] | HeadExchange | None = None,
     ) -> torch.Tensor:
+        """With model sharding (squall.distributed) x is this rank's shard of the nodes and
+        `shard_exchange` brings in what the shard needs from the others: for graph kinds, a
+        callable giving the source rows of its edges (which are sharded by target); for the
+        transformer, the head exchange."""
         recompute = self.gradient_checkpointing and torch.is_grad_enabled()
         if self.edge_embedding is None:
             for layer in self.layers:
                 if recompute:
-                    x = checkpoint(layer, x, condition, use_reentrant=False)
+                    x = checkpoint(layer, x, condition, shard_exchange, use_reentrant=False)
                 else:
-                    x = layer(x, condition)
+                    x = layer(x, condition, shard_exchange)
             return x
         edge_features = self.edge_embedding(edge_attr)
         for layer in self.layers:
+            # The exchanged sources stay outside the recomputed part: no collectives in backward
+            # beyond the exchange's own.
+            sources = x if shard_exchange is None else shard_exchange(x)
             if recompute:
                 # Keeps only each layer's inputs for backward; the edge activations
                 # (batch x edges x channels, the bulk of the memory) are recomputed.
                 x, edge_features = checkpoint(
-                    layer, x, x, edge_index, edge_features, condition, use_reentrant=False
+                    layer, sources, x, edge_index, edge_features, condition, use_reentrant=False
                 )
             else:
-                x, edge_features = layer(x, x, edge_index, edge_features, condition)
+                x, edge_features = layer(sources, x, edge_index, edge_features, condition)
         return x

@@ -5,9 +5,15 @@ half = window_size // 2 nodes; block b's queries see blocks b-1, b, b+1 (3 * hal
 holds every key in reach, and a band mask removes the rest. Memory is O(nodes * window), not
 O(nodes^2), and the attention itself is torch's scaled_dot_product_attention (flash or
 memory-efficient kernels on GPU where the mask allows).
+
+Under model sharding each rank holds a contiguous shard of the nodes; a HeadExchange (see
+squall.distributed.exchange) trades it for every node of a share of the heads around the
+attention, so the attention itself runs unchanged on whole sequences.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +21,14 @@ from torch import nn
 
 from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import apply_norm, make_norm
+
+
+class HeadExchange(Protocol):
+    def to_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, local nodes, parts, heads, d) -> (batch, all nodes, parts, own heads, d)"""
+
+    def to_nodes(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, all nodes, own heads, d) -> (batch, local nodes, heads, d)"""
 
 
 def _band_mask(num_blocks: int, half: int, num_nodes: int, device: torch.device) -> torch.Tensor:
@@ -82,11 +96,20 @@ class SlidingWindowBlock(nn.Module):
             channels, 2 * channels, channels, num_hidden_layers=mlp_hidden_layers, layer_norm=False
         )
 
-    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        condition: torch.Tensor | None = None,
+        heads: HeadExchange | None = None,
+    ) -> torch.Tensor:
         batch, nodes, channels = x.shape
         qkv = self.query_key_value(apply_norm(self.attention_norm, x, condition))
         qkv = qkv.reshape(batch, nodes, 3, self.num_heads, channels // self.num_heads)
+        if heads is not None:
+            qkv = heads.to_heads(qkv)
         query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, N, d)
-        attended = sliding_window_attention(query, key, value, self.window_size)
-        x = x + self.projection(attended.transpose(1, 2).reshape(batch, nodes, channels))
+        attended = sliding_window_attention(query, key, value, self.window_size).transpose(1, 2)
+        if heads is not None:
+            attended = heads.to_nodes(attended)
+        x = x + self.projection(attended.reshape(batch, nodes, channels))
         return x + self.mlp(apply_norm(self.mlp_norm, x, condition))

@@ -1,10 +1,10 @@
-"""Training callbacks: checkpoints on several clocks, a wall-time guard, an EMA of the weights,
-early stopping. All checkpoints go through AtomicCheckpointIO (temporary file, then rename)."""
+"""Training callbacks: checkpoints on several clocks, an EMA of the weights, early stopping.
+All checkpoints go through AtomicCheckpointIO (temporary file, then rename). The wall-time
+guard is in squall.training.walltime."""
 
 from __future__ import annotations
 
 import datetime
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from squall.training.profiling import TrainingProfiler
 
 BEST = "best"
 LAST = "last.ckpt"
+FINAL = "model.ckpt"  # in the run's root folder: the checkpoint a completed run chose
 
 
 def checkpoint_callbacks(directory: Path, settings: dict[str, Any]) -> list[ModelCheckpoint]:
@@ -58,28 +59,6 @@ def checkpoint_callbacks(directory: Path, settings: dict[str, Any]) -> list[Mode
     return callbacks
 
 
-class TimeLimit(Callback):
-    """Before a job's wall time runs out: write last.ckpt and stop, so the next job resumes.
-
-    Checked after every batch; `minutes` should leave room for one batch and one checkpoint.
-    """
-
-    def __init__(self, minutes: float, directory: Path) -> None:
-        self.seconds = minutes * 60
-        self.path = Path(directory) / LAST
-        self.started = time.monotonic()
-        self.triggered = False
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.started = time.monotonic()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not self.triggered and time.monotonic() - self.started >= self.seconds:
-            self.triggered = True
-            trainer.save_checkpoint(self.path)
-            trainer.should_stop = True
-
-
 class WeightEMA(Callback):
     """An exponential moving average of the model's weights, kept beside the training weights
     and saved in checkpoints (`ema_state_dict`); the exporter prefers it."""
@@ -116,7 +95,7 @@ def training_callbacks(
     root: Path,
     field_shape: tuple[int, ...] | None = None,
 ) -> list[Callback]:
-    """Checkpoints (first: best.ckpt), early stopping, EMA, time limit, plots, profiler."""
+    """Checkpoints (first: best.ckpt), early stopping, EMA, plots, profiler."""
     directory = root / "checkpoints"
     callbacks: list[Callback] = [*checkpoint_callbacks(directory, training["checkpoints"])]
     stopping = training["early_stopping"]
@@ -131,8 +110,6 @@ def training_callbacks(
         )
     if training.get("ema_decay"):
         callbacks.append(WeightEMA(training["ema_decay"]))
-    if training.get("time_limit_minutes"):
-        callbacks.append(TimeLimit(training["time_limit_minutes"], directory))
     plots = diagnostics["plots"]
     if plots["enabled"]:
         callbacks.append(

@@ -77,6 +77,8 @@ class Forecaster(pl.LightningModule):
         for step in range(steps):
             truth = data[:, k + step]
             prediction = self.model.forward_normalised(state, batch["time"][:, k + step])
+            # A limited-area model's boundary is the true state (no gradient flows there).
+            prediction = self.model.apply_boundary(prediction, truth)
             predictions.append(prediction)
             new_state = self.model.next_input_state(prediction, truth)
             state = torch.cat([state[:, 1:], new_state[:, None]], dim=1)
@@ -103,7 +105,11 @@ class Forecaster(pl.LightningModule):
         truth = self.model.normalizer.denormalise(targets, columns)
         # Area-weighted MSE per sample, lead and variable: (B, T, E, G, V) -> (B*E, T, V)
         squared = ((physical - truth).float() ** 2).masked_fill(skip, 0.0)
-        mse = torch.einsum("btegv,g->betv", squared, self.metric_weights)
+        sharding = self.model.network.grid_sharding  # model sharding: this rank's grid shard
+        weights = self.metric_weights[self.model.network.grid_points]
+        mse = torch.einsum("btegv,g->betv", squared, weights)
+        if sharding is not None:
+            mse = sharding.sum(mse)
         mse = mse.flatten(0, 1)
         for lead in range(self.validation_rollout):
             for index, variable in enumerate(self.model.output_variables):
@@ -128,7 +134,9 @@ class Forecaster(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         training = self.config["training"]
-        replicas = self.trainer.world_size if self.trainer else 1
+        # Model replicas: the ranks of a model group (num_gpus_per_model) share one replica.
+        ranks_per_model = self.config["system"]["hardware"].get("num_gpus_per_model", 1)
+        replicas = (self.trainer.world_size if self.trainer else 1) // ranks_per_model
         optimizer = build_optimizer(self.parameters(), training["optimizer"], replicas)
         floor = training["lr_schedule"]["min_lr"] / training["optimizer"]["lr"]
         factor = warmup_cosine(

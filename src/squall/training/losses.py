@@ -44,6 +44,35 @@ ELEMENTWISE = {
 }
 
 
+def scaler_weight(scalers: list[Scaler]) -> torch.Tensor:
+    """The product of the scalers as a 5-D tensor. Grid-only and time-only scalers are
+    multiplied, then normalised to sum 1 over their dimension (the loss is a weighted mean
+    there); other scalers multiply as they are."""
+    weight = torch.ones([1] * 5)
+    for dim in ("grid", "time"):
+        part = torch.ones([1] * 5)
+        for scaler in scalers:
+            if scaler.dims == (dim,):
+                part = part * scaler.broadcast()
+        weight = weight * (part / part.sum())
+    for scaler in scalers:
+        if scaler.dims not in (("grid",), ("time",)):
+            weight = weight * scaler.broadcast()
+    return weight
+
+
+def reduce_weighted(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """An elementwise loss (B, T, E, G, V), already multiplied by `weight`, -> scalar."""
+    batch, times, members, grid, variables = loss.shape
+    per_point = loss.mean(dim=-1)  # (B, T, E, G)
+    # Grid and time weights sum to 1: scalers over them are unit-sum; otherwise uniform.
+    if weight.shape[3] == 1:
+        per_point = per_point / grid
+    if weight.shape[1] == 1:
+        per_point = per_point / times
+    return per_point.sum(dim=(1, 3)).mean()
+
+
 class WeightedLoss(nn.Module):
     """One loss kind with its scalers. `rmse` is the root of the reduced squared error."""
 
@@ -59,19 +88,10 @@ class WeightedLoss(nn.Module):
             raise ValueError(f"unknown loss {kind!r}; choose from {sorted(ELEMENTWISE)}")
         self.kind, self.ignore_nans, self.options = kind, ignore_nans, options
         self.scaler_names = [scaler.name for scaler in scalers]
-        # Grid-only and time-only scalers are multiplied, then normalised to sum 1 over their
-        # dimension (the loss is a weighted mean there); other scalers multiply as they are.
-        weight = torch.ones([1] * 5)
-        for dim in ("grid", "time"):
-            part = torch.ones([1] * 5)
-            for scaler in scalers:
-                if scaler.dims == (dim,):
-                    part = part * scaler.broadcast()
-            weight = weight * (part / part.sum())
-        for scaler in scalers:
-            if scaler.dims not in (("grid",), ("time",)):
-                weight = weight * scaler.broadcast()
-        self.register_buffer("weight", weight, persistent=False)
+        self.register_buffer("weight", scaler_weight(scalers), persistent=False)
+        # Model sharding (squall.distributed) sets this rank's grid shard: the loss is then its
+        # shard's part of the whole grid's weights, summed over the shards.
+        self.grid_shard = None
 
     def forward(
         self, prediction: torch.Tensor, target: torch.Tensor, skip: torch.Tensor | None = None
@@ -83,15 +103,11 @@ class WeightedLoss(nn.Module):
             error = error.masked_fill(skip, 0.0)
         if self.ignore_nans:
             error = torch.nan_to_num(error, nan=0.0)  # a missing target adds no loss
-        loss = ELEMENTWISE[self.kind](error, **self.options) * self.weight
-        batch, times, members, grid, variables = loss.shape
-        per_point = loss.mean(dim=-1)  # (B, T, E, G)
-        # Grid and time weights sum to 1: scalers over them are unit-sum; otherwise uniform.
-        if self.weight.shape[3] == 1:
-            per_point = per_point / grid
-        if self.weight.shape[1] == 1:
-            per_point = per_point / times
-        reduced = per_point.sum(dim=(1, 3)).mean()
+        weight = self.weight if self.grid_shard is None else self.grid_shard.weight(self.weight)
+        loss = ELEMENTWISE[self.kind](error, **self.options) * weight
+        reduced = reduce_weighted(loss, weight)
+        if self.grid_shard is not None:
+            reduced = self.grid_shard.sum(reduced)
         return reduced.sqrt() if self.kind == "rmse" else reduced
 
 

@@ -127,6 +127,8 @@ class TrainingPlots(Callback):
             return
         if trainer.current_epoch % self.every_n_epochs:
             return
+        if isinstance(batch["data"], dict):  # several datasets: no single-grid sample map yet
+            return
         model = pl_module.model
         prediction, target, _ = pl_module._roll_out({k: v[:1] for k, v in batch.items()}, 1)
         columns = model.output_columns

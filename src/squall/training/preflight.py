@@ -112,6 +112,10 @@ def preflight(config: SquallConfig) -> dict[str, Any]:
     """Check data, graph, statistics and splits against each other; return the resolved config
     (plain dict) with lineage hashes of the inputs."""
     inputs = config.system.input
+    if inputs.datasets:  # several datasets at once, or a downscaler
+        from squall.training.multi_dataset_inputs import multi_dataset_preflight
+
+        return multi_dataset_preflight(config)
     dataset = open_dataset(inputs.dataset)
     frequency = frequency_to_timedelta(config.data.frequency)
     if dataset.frequency != frequency:

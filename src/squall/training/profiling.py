@@ -65,7 +65,7 @@ class TrainingProfiler(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._record("optimizer", pl_module)  # includes clipping and the scheduler step
         if self.batches >= self.skip_first:
-            self.samples += int(batch["data"].shape[0])
+            self.samples += int(batch["time"].shape[0])  # also for multi-dataset batches
         self.batches += 1
         self._batch_end = self._now(pl_module)
 

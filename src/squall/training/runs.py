@@ -5,15 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from squall.training.callbacks import LAST
+from squall.training.walltime import resumable_checkpoint
 
 CHECKPOINTS_TAG = "squall.checkpoints"
 
 
-def resolve_resume(resume: str | None, checkpoints: Path, tracking_uri: str) -> Path | None:
-    """`--resume` takes a checkpoint path, `last` (this run's last.ckpt if there is one: what a
-    requeued job asks for), or an MLflow run id (that run's last checkpoint)."""
+def resolve_resume(
+    resume: str | None, checkpoints: Path, tracking_uri: str, fingerprint: str
+) -> Path | None:
+    """`--resume` takes a checkpoint path, `auto` (this run's last.ckpt if the run of this very
+    config was interrupted or killed, else a fresh start: what the pipeline asks for), `last`
+    (this run's last.ckpt if there is one), or an MLflow run id (that run's last checkpoint)."""
     if resume is None:
         return None
+    if resume == "auto":
+        return resumable_checkpoint(checkpoints, fingerprint)
     if resume == "last":
         path = checkpoints / LAST
         return path if path.is_file() else None
@@ -26,7 +32,7 @@ def resolve_resume(resume: str | None, checkpoints: Path, tracking_uri: str) -> 
         run = MlflowClient(tracking_uri=tracking_uri).get_run(resume)
     except MlflowException:
         raise ValueError(
-            f"--resume {resume!r} is neither a checkpoint file, nor 'last', nor a run id in the "
+            f"--resume {resume!r} is neither a checkpoint file, nor 'auto' or 'last', nor a run id in the "
             f"MLflow store {tracking_uri}"
         ) from None
     folder = run.data.tags.get(CHECKPOINTS_TAG)

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from squall.data.coordinates import in_box
+
 DIMENSIONS = ("batch", "time", "ensemble", "grid", "variable")
 _LEVEL = re.compile(r"^(?P<param>.+)_(?P<level>\d+)$")
 
@@ -99,6 +101,41 @@ def node_weights(name: str, values: torch.Tensor) -> Scaler:
     return Scaler(name, ("grid",), values)
 
 
+def region_points(region: dict[str, Any], node_attributes: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(grid,) True inside the region: {box: [south, north, west, east]} in degrees, or
+    {mask: <boolean data-node attribute>} such as a cut-out dataset's cutout_mask."""
+    if set(region) == {"box"}:
+        inside = in_box(node_attributes["latitude"], node_attributes["longitude"], region["box"])
+        return torch.from_numpy(inside)
+    if set(region) == {"mask"}:
+        if region["mask"] not in node_attributes:
+            raise ValueError(
+                f"region mask {region['mask']!r} is not a data-node attribute of the graph; it "
+                f"has {sorted(node_attributes)}"
+            )
+        return node_attributes[region["mask"]].bool()
+    raise ValueError(
+        f"a scaler's region is {{box: [south, north, west, east]}} or {{mask: name}}, got {region}"
+    )
+
+
+def region_share(name: str, values: torch.Tensor, inside: torch.Tensor, fraction: float) -> Scaler:
+    """Grid weights `values` rescaled so that the points `inside` hold `fraction` of the total
+    (a stretched grid's area of interest). Exact when it is the loss's only grid scaler: it
+    carries the node weights (e.g. area) itself."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"scaler {name!r}: region_fraction must lie strictly between 0 and 1")
+    if not inside.any() or inside.all():
+        raise ValueError(
+            f"scaler {name!r}: the region holds {int(inside.sum())} of {len(inside)} grid points; "
+            "it must hold some but not all of them"
+        )
+    values = node_weights(name, values).values
+    inside_share = values * inside / values[inside].sum()
+    outside_share = values * ~inside / values[~inside].sum()
+    return Scaler(name, ("grid",), fraction * inside_share + (1 - fraction) * outside_share)
+
+
 def tendency(
     variables: list[str], stdev: list[float], tendency_stdev: list[float], squared: bool = False
 ) -> Scaler:
@@ -160,7 +197,12 @@ def build_scalers(
                     f"scaler {name!r} uses the node attribute {attribute!r}, which the graph's "
                     f"data nodes do not have; they have {sorted(node_attributes)}"
                 )
-            scalers[name] = node_weights(name, node_attributes[attribute])
+            values = node_attributes[attribute]
+            if "region_fraction" in options:
+                inside = region_points(options.get("region", {}), node_attributes)
+                scalers[name] = region_share(name, values, inside, options["region_fraction"])
+            else:
+                scalers[name] = node_weights(name, values)
         else:
             raise ValueError(
                 f"unknown scaler {name!r}: use one of {sorted(builders)}, or give "

@@ -12,18 +12,22 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from squall.config.lineage import check_lineage, input_lineage
 from squall.config.resolved import read_resolved
-from squall.config.schema import SquallConfig
+from squall.config.schema import ENSEMBLE_LOSSES, SquallConfig
 from squall.data.datamodule import ForecastDataModule
 from squall.data.dates import frequency_to_timedelta
 from squall.data.statistics import load_statistics
 from squall.data.store import open_dataset
+from squall.distributed.lightning import ModelSharding
 from squall.graphs.io import load_graph
+from squall.models.diffusion import build_forecast_model
 from squall.models.interface import ForecastModel
-from squall.training.callbacks import training_callbacks
+from squall.training.callbacks import FINAL, LAST, training_callbacks
 from squall.training.checkpoint_io import AtomicCheckpointIO
+from squall.training.crps import build_ensemble_loss
 from squall.training.forecaster import Forecaster
 from squall.training.initialisation import (
     check_variables,
@@ -32,10 +36,18 @@ from squall.training.initialisation import (
     read_checkpoint,
 )
 from squall.training.losses import build_loss
+from squall.training.methods import METHODS, build_method_task, method_model_spec
 from squall.training.preflight import model_statistics, model_variables
 from squall.training.runs import resolve_resume, run_tags
 from squall.training.scalers import build_scalers
+from squall.training.tasks import build_task, task_model_spec, task_offsets
 from squall.training.tracking import SystemMetrics, store_lock
+from squall.training.walltime import (
+    TrainingInterrupted,
+    WallTimeGuard,
+    config_fingerprint,
+    finish_run,
+)
 
 
 def build_model_spec(config: SquallConfig, variables: list[str]) -> dict[str, Any]:
@@ -64,10 +76,17 @@ def build_training_loss(
         for key, value in graph["data"].items()
         if isinstance(value, torch.Tensor) and value.dim() == 1
     }
+    latlon = torch.rad2deg(graph["data"].x.double())  # for scalers' regions given as boxes
+    node_attributes |= {"latitude": latlon[:, 0], "longitude": latlon[:, 1]}
+    if model.forced is not None:  # a limited-area model: `interior` weighs its domain only
+        node_attributes["interior"] = (~model.forced).float()
     scalers = build_scalers(
         config.training.scalers, model.output_variables, output_statistics, node_attributes
     )
-    return build_loss(config.training.loss.as_settings(), scalers)
+    settings = config.training.loss.as_settings()
+    if settings["name"] in ENSEMBLE_LOSSES:
+        return build_ensemble_loss(settings, scalers)
+    return build_loss(settings, scalers)
 
 
 def initialise(model: ForecastModel, settings) -> dict[str, Any] | None:
@@ -116,22 +135,34 @@ class Assembly:
 def assemble(config: SquallConfig) -> Assembly:
     """Dataset, graph, statistics -> model, loss, Lightning task and datamodule."""
     inputs = config.system.input
+    if inputs.datasets:  # several datasets at once, or a downscaler
+        from squall.training.multi_dataset_assembly import assemble_multi_dataset
+
+        return assemble_multi_dataset(config)
     dataset = open_dataset(inputs.dataset)
     graph, _ = load_graph(inputs.graph, expected_coordinates_hash=dataset.coordinates_hash)
     variables = model_variables(config, dataset.variables)
     statistics = model_statistics(
         load_statistics(inputs.statistics), variables, config.data.timestep
     )
-    model = ForecastModel(graph, build_model_spec(config, variables), statistics)
+    spec = task_model_spec(build_model_spec(config, variables), config.task, dataset.field_shape)
+    spec = method_model_spec(spec, config.task)
+    model = build_forecast_model(graph, spec, statistics)
     initialised = initialise(model, config.training.initialisation)
     loss = build_training_loss(config, model, statistics, graph)
-    task = Forecaster(
-        model,
-        config.model_dump(mode="json"),
-        statistics,
-        loss=loss,
-        metric_weights=graph["data"].area_weight,
-    )
+    if config.task.name in METHODS:  # ensemble CRPS or diffusion training of a forecaster
+        task = build_method_task(
+            model, config.model_dump(mode="json"), statistics, loss, graph["data"].area_weight
+        )
+    else:
+        task = build_task(
+            model,
+            config.model_dump(mode="json"),
+            statistics,
+            loss,
+            graph["data"].area_weight,
+            int(dataset.frequency.total_seconds()),
+        )
 
     step = int(frequency_to_timedelta(config.data.timestep) / dataset.frequency)
     loader = config.dataloader
@@ -148,6 +179,9 @@ def assemble(config: SquallConfig) -> Assembly:
         batch_size=loader.batch_size.model_dump(),
         num_workers=loader.num_workers.model_dump(),
         seed=config.training.seed,
+        offsets=None
+        if config.task.name in ("forecaster", *METHODS)
+        else task_offsets(config.task, step, 0).tolist(),
     )
     return Assembly(model, task, datamodule, statistics, initialised, dataset.field_shape)
 
@@ -166,11 +200,13 @@ def train(
     """
     config = SquallConfig.model_validate(resolved)
     inputs = config.system.input
-    check_lineage(
-        config.lineage,
-        input_lineage(inputs.dataset, inputs.graph, inputs.statistics),
-        allow=allow_lineage_mismatch,
-    )
+    if inputs.datasets:
+        from squall.training.multi_dataset_inputs import multi_dataset_lineage
+
+        current = multi_dataset_lineage(config)
+    else:
+        current = input_lineage(inputs.dataset, inputs.graph, inputs.statistics)
+    check_lineage(config.lineage, current, allow=allow_lineage_mismatch)
     pl.seed_everything(config.training.seed, workers=True)
     assembly = assemble(config)
     model, task, datamodule = assembly.model, assembly.task, assembly.datamodule
@@ -186,11 +222,20 @@ def train(
         field_shape=assembly.field_shape,  # for the spectra of plots
     )
     best = callbacks[0]
+    fingerprint = config_fingerprint(resolved)
+    guard = WallTimeGuard(
+        checkpoints,
+        fingerprint,
+        config.training.time_limit_minutes,
+        config.training.walltime_signal,
+    )
+    callbacks.append(guard)
     loggers = []
     mlflow_settings = config.diagnostics.mlflow
-    resume_path = resolve_resume(resume, checkpoints, mlflow_settings.tracking_uri)
+    resume_path = resolve_resume(resume, checkpoints, mlflow_settings.tracking_uri, fingerprint)
     resumed = read_checkpoint(resume_path) if resume_path else None
-    if resumed is not None:
+    # (a multi-dataset model's weights are per dataset: its state dict refuses other datasets)
+    if resumed is not None and not inputs.datasets:
         check_variables(resumed, model.spec, allow_remap=False)
     if mlflow_settings.enabled:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -212,6 +257,8 @@ def train(
         callbacks += [LearningRateMonitor(logging_interval="step"), SystemMetrics()]
 
     hardware = config.system.hardware
+    if hardware.num_gpus_per_model > 1:
+        callbacks.append(ModelSharding(hardware.num_gpus_per_model))
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
@@ -225,7 +272,7 @@ def train(
         log_every_n_steps=config.diagnostics.log_every_n_steps,
         logger=loggers or False,
         callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()],
+        plugins=_plugins(),
         default_root_dir=root,
         enable_progress_bar=False,
         deterministic="warn" if config.training.deterministic else False,
@@ -245,11 +292,27 @@ def train(
         "torch_threads": torch.get_num_threads(),
         "world_size": trainer.world_size,
     }
+    if guard.reason is not None:
+        summary["interrupted"] = guard.reason
     if trainer.is_global_zero:  # one writer under data parallelism
         temporary = root / f".training_summary.json.tmp-{os.getpid()}"
         temporary.write_text(json.dumps(summary, indent=2))
         os.replace(temporary, root / "training_summary.json")
-    return Path(best.best_model_path)
+    if guard.reason is not None:
+        raise TrainingInterrupted(guard.reason, trainer.global_step, checkpoints / LAST)
+    chosen = Path(best.best_model_path) if best.best_model_path else checkpoints / LAST
+    if trainer.is_global_zero:
+        finish_run(checkpoints, chosen, root / FINAL, fingerprint, trainer.global_step)
+    return chosen
+
+
+def _plugins() -> list[Any]:
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    # Under Slurm, Lightning would take SIGUSR1 to requeue the job itself; the wall-time
+    # guard handles it instead (checkpoint, stop, the next job resumes: squall.training.walltime).
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
 
 
 def train_from_file(

@@ -1,0 +1,195 @@
+"""One rank's shard of an EncoderProcessorDecoder, and its forward.
+
+The data points and the hidden nodes are each cut into contiguous, balanced shards (squall's
+node orderings are spatially compact, so a contiguous range is a compact region). Every edge set
+is sharded by destination: a rank runs the edges into its own nodes, after bringing in the
+source rows they read from the other shards (SourceExchange; in the processor, once per layer:
+a halo exchange). The transformer processor trades node shards for head shards around its
+attention instead (HeadExchange). The layer kernels are the network's own, unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+
+from squall.distributed.exchange import (
+    HeadExchange,
+    SourceExchange,
+    shard_bounds,
+    sum_over_shards,
+)
+from squall.distributed.groups import ModelGroups
+from squall.models.blocks import target_chunks
+from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
+
+
+@dataclass
+class ShardEdges:
+    """The edges into this shard's targets: `edge_slice` of the (target-sorted) edge set, with
+    `edge_index` rows (position in the exchanged sources, position among the local targets)."""
+
+    edge_slice: slice
+    edge_index: torch.Tensor
+    chunks: list[tuple[int, int, int, int]]
+    exchange: SourceExchange
+    _on_device: dict[torch.device, torch.Tensor] = field(default_factory=dict)
+
+    def index(self, device: torch.device) -> torch.Tensor:
+        if device not in self._on_device:
+            self._on_device[device] = self.edge_index.to(device)
+        return self._on_device[device]
+
+
+def shard_edges(
+    edge_index: torch.Tensor,
+    source_bounds: list[int],
+    target_bounds: list[int],
+    groups: ModelGroups,
+    num_chunks: int = 1,
+) -> ShardEdges:
+    """Shard an edge set (sorted by target) by destination. Every rank computes every rank's
+    needs from the whole graph, so the exchange plan needs no communication."""
+    edge_index = edge_index.cpu()
+    targets = edge_index[1]
+    edge_bounds = torch.searchsorted(targets, torch.tensor(target_bounds)).tolist()
+    needed = [
+        torch.unique(edge_index[0, edge_bounds[t] : edge_bounds[t + 1]])
+        for t in range(groups.shards)
+    ]
+    shard = groups.shard
+    start, end = edge_bounds[shard], edge_bounds[shard + 1]
+    local = torch.stack(
+        [
+            torch.searchsorted(needed[shard], edge_index[0, start:end]),
+            edge_index[1, start:end] - target_bounds[shard],
+        ]
+    )
+    num_targets = target_bounds[shard + 1] - target_bounds[shard]
+    return ShardEdges(
+        slice(start, end),
+        local,
+        target_chunks(local[1], num_targets, num_chunks),
+        SourceExchange(needed, source_bounds, shard, groups.group),
+    )
+
+
+class GridSharding:
+    """This rank's layout of `network` (built on every rank of the group from the same graph)
+    and the sharded forward: x (batch, this shard's data points, in_channels) -> (batch, this
+    shard's data points, out_channels). A plain object, not a module: its per-rank index
+    tensors must stay out of the model's state and out of DDP's buffer broadcast."""
+
+    def __init__(self, network: EncoderProcessorDecoder, groups: ModelGroups) -> None:
+        spec = network.spec
+        if spec["hierarchy_levels"] > 1:
+            raise ValueError(
+                "model sharding (num_gpus_per_model > 1) does not support the hierarchical "
+                "processor (hierarchy_levels > 1); use one level or num_gpus_per_model: 1"
+            )
+        self.groups = groups
+        shards, shard = groups.shards, groups.shard
+        data_bounds = shard_bounds(network.num_data_nodes, shards)
+        hidden_bounds = shard_bounds(network.num_hidden_nodes, shards)
+        self.num_data_points = network.num_data_nodes
+        self.data_points = slice(data_bounds[shard], data_bounds[shard + 1])
+        self.hidden_points = slice(hidden_bounds[shard], hidden_bounds[shard + 1])
+        chunks = spec["num_chunks"]
+        self.edges = {
+            "encoder": shard_edges(
+                network.encoder_edge_index, data_bounds, hidden_bounds, groups, chunks
+            ),
+            "decoder": shard_edges(
+                network.decoder_edge_index, hidden_bounds, data_bounds, groups, chunks
+            ),
+        }
+        self.heads = None
+        if spec["processor"] == "transformer":
+            self.heads = HeadExchange(hidden_bounds, shard, groups.group)
+            self.heads.check_heads(spec["num_heads"])
+        else:
+            self.edges["processor"] = shard_edges(
+                network.processor_edge_index, hidden_bounds, hidden_bounds, groups
+            )
+
+    def __deepcopy__(self, memo: dict) -> GridSharding:
+        # A copy of the network (an EMA of the weights) runs on this rank too: same layout.
+        return self
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum over the shards of this model group (differentiable)."""
+        return sum_over_shards(tensor, self.groups.group)
+
+    def weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """A loss weight (B, T, E, G, V)-broadcastable over the whole grid -> this shard's
+        part. A weight uniform over the grid (G = 1: a mean over points) becomes 1 / points
+        of the whole grid on each of the shard's points, so the shards' sums add up to it."""
+        if weight.shape[3] == 1:
+            local = self.data_points.stop - self.data_points.start
+            return (weight / self.num_data_points).expand(-1, -1, -1, local, -1)
+        return weight[:, :, :, self.data_points]
+
+    def _noise(self, network: EncoderProcessorDecoder, x: torch.Tensor) -> torch.Tensor:
+        """Ensemble noise drawn once per model group: every shard conditions on the same."""
+        noise = torch.randn(x.shape[0], network.spec["noise_channels"], device=x.device)
+        if self.groups.group is not None and self.groups.shards > 1:
+            dist.broadcast(noise, src=self.groups.leader, group=self.groups.group)
+        return noise.to(x.dtype)
+
+    def forward(
+        self, network: EncoderProcessorDecoder, x: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        spec = network.spec
+        expected = (self.data_points.stop - self.data_points.start, spec["in_channels"])
+        if x.dim() != 3 or tuple(x.shape[1:]) != expected:
+            raise ValueError(
+                f"Expected this grid shard's input of shape (batch, {expected[0]} data points, "
+                f"{expected[1]} channels), got {tuple(x.shape)}: under model sharding each rank "
+                "passes only its own shard of the grid (ForecastDataModule reads it)."
+            )
+        batch = x.shape[0]
+        if spec["noise_channels"] and noise is None:
+            noise = self._noise(network, x)
+        data_static = torch.cat([network.data_positions, network.data_node_parameters], dim=-1)[
+            self.data_points
+        ]
+        data_nodes = network.data_embedding(
+            torch.cat([x, data_static.expand(batch, -1, -1)], dim=-1)
+        )
+        hidden_static = torch.cat(
+            [network.hidden_positions, network.hidden_node_parameters], dim=-1
+        )[self.hidden_points]
+        hidden_nodes = network.hidden_embedding(hidden_static).expand(batch, -1, -1)
+
+        encoder = self.edges["encoder"]
+        hidden_nodes = network.encoder.update_targets(
+            encoder.exchange(data_nodes),
+            hidden_nodes,
+            encoder.index(x.device),
+            network._edge_inputs("encoder")[encoder.edge_slice],
+            encoder.chunks,
+        )
+        data_nodes = network.encoder.update_sources(data_nodes)
+        condition = noise if spec["noise_channels"] else None
+        if self.heads is not None:
+            hidden_nodes = network.processor(hidden_nodes, None, None, condition, self.heads)
+        else:
+            processor = self.edges["processor"]
+            hidden_nodes = network.processor(
+                hidden_nodes,
+                processor.index(x.device),
+                network._edge_inputs("processor")[processor.edge_slice],
+                condition,
+                processor.exchange,
+            )
+        decoder = self.edges["decoder"]
+        data_nodes = network.decoder.update_targets(
+            decoder.exchange(hidden_nodes),
+            data_nodes,
+            decoder.index(x.device),
+            network._edge_inputs("decoder")[decoder.edge_slice],
+            decoder.chunks,
+        )
+        return network.output_mlp(data_nodes)

@@ -1,0 +1,18 @@
+"""GPU kernels (Triton) for the graph blocks, with plain-PyTorch references.
+
+Each public function here takes the same tensors on every device: on a CUDA device with Triton
+installed it runs the fused kernel, elsewhere (the CPU path, tests) the PyTorch reference.
+`SQUALL_FUSED_KERNELS=0` forces the reference everywhere (for A/B timing and debugging).
+"""
+
+from squall.models.kernels.dispatch import fused_kernels_enabled
+from squall.models.kernels.graph_attention import graph_attention, graph_attention_reference
+from squall.models.kernels.segment_sum import segment_sum, segment_sum_reference
+
+__all__ = [
+    "fused_kernels_enabled",
+    "graph_attention",
+    "graph_attention_reference",
+    "segment_sum",
+    "segment_sum_reference",
+]
