@@ -29,6 +29,8 @@ HARDWARE_DEFAULTS = {
     "cpus_per_task": 2,
     "mem_mb_per_task": 8000,
     "runtime_minutes": 60,
+    "gpus_per_node": None,  # default: tasks_per_node with accelerator gpu, else none
+    "walltime_signal_seconds": 300,  # SIGUSR1 this long before the time limit: checkpoint, stop
 }
 
 
@@ -44,6 +46,19 @@ def launch_prefix(wildcards):
         return ""
     spec = hardware(wildcards)
     return f"srun --nodes={spec['nodes']} --ntasks-per-node={spec['tasks_per_node']}"
+
+
+def train_slurm_extra(wildcards):
+    """sbatch options of the train job the plugin has no resource for: GPUs per node, and the
+    signal before the time limit (sent to the srun tasks, i.e. to every training rank)."""
+    spec = hardware(wildcards)
+    gpus = spec["gpus_per_node"]
+    if gpus is None:
+        gpus = spec["tasks_per_node"] if spec["accelerator"] == "gpu" else 0
+    options = [f"--signal=USR1@{spec['walltime_signal_seconds']}"]
+    if gpus:
+        options.append(f"--gpus-per-node={gpus}")
+    return " ".join(options)
 
 
 def split(wildcards, name):

@@ -25,5 +25,6 @@ rule train:
         mem_mb_per_cpu=lambda w: hardware(w)["mem_mb_per_task"] // hardware(w)["cpus_per_task"],
         runtime=lambda w: hardware(w)["runtime_minutes"],
         mpi="srun",
+        slurm_extra=train_slurm_extra,
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} squall train {input.resolved} --resume auto > {log} 2>&1"

@@ -194,11 +194,21 @@ def train(
 ) -> Path:
     """Train from a resolved config (as written by `squall config validate`).
 
-    `resume` (a checkpoint, `last`, or an MLflow run id) continues a run exactly: weights,
+    `resume` (a checkpoint, `auto`, `last`, or an MLflow run id) continues a run exactly: weights,
     optimiser, schedule, epoch, rollout stage and data position; with `fork` it continues
     from there as a new MLflow run. Returns the path of the best checkpoint.
     """
     config = SquallConfig.model_validate(resolved)
+    root = Path(config.system.output.root)
+    checkpoints = root / "checkpoints"
+    fingerprint = config_fingerprint(resolved)
+    # First of all: from now on a wall-time signal stops the run cleanly instead of killing it.
+    guard = WallTimeGuard(
+        checkpoints,
+        fingerprint,
+        config.training.time_limit_minutes,
+        config.training.walltime_signal,
+    )
     inputs = config.system.input
     if inputs.datasets:
         from squall.training.multi_dataset_inputs import multi_dataset_lineage
@@ -212,8 +222,6 @@ def train(
     model, task, datamodule = assembly.model, assembly.task, assembly.datamodule
     initialised = assembly.initialised
 
-    root = Path(config.system.output.root)
-    checkpoints = root / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
     callbacks = training_callbacks(
         config.training.model_dump(),
@@ -222,13 +230,6 @@ def train(
         field_shape=assembly.field_shape,  # for the spectra of plots
     )
     best = callbacks[0]
-    fingerprint = config_fingerprint(resolved)
-    guard = WallTimeGuard(
-        checkpoints,
-        fingerprint,
-        config.training.time_limit_minutes,
-        config.training.walltime_signal,
-    )
     callbacks.append(guard)
     loggers = []
     mlflow_settings = config.diagnostics.mlflow

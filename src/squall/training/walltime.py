@@ -100,14 +100,14 @@ class WallTimeGuard(Callback):
         self.started = time.monotonic()
         self.signalled = False
         self.reason: str | None = None
+        # Set at once: a signal that comes while the data and model are still being set up
+        # would otherwise end the process (the default action). Only the main thread may set
+        # handlers (not the case in some notebook or test runners).
+        if self.signal is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(self.signal, self._on_signal)
 
     def _on_signal(self, number: int, frame: Any) -> None:
         self.signalled = True  # acted on after the current batch, never mid-step
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Handlers can only be set from the main thread (not so in some notebook/test runners).
-        if self.signal is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(self.signal, self._on_signal)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.started = time.monotonic()
