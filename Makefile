@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONWARNINGS := ignore::DeprecationWarning
 
-.PHONY: run test lint report clean venv
+.PHONY: run test lint report clean venv reproduce containers containers-cuda
 
 venv: $(STAMP)
 
@@ -26,6 +26,17 @@ run: $(STAMP)
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES)
 	$(BIN)/snakemake --profile profiles/local --report results/report.html
 	@echo "Report: results/report.html   MLflow: make mlflow-ui"
+
+# Rebuild all results from scratch with the pinned configs and lock; compare scores with the last build.
+reproduce: $(STAMP)
+	CORES=$(CORES) scripts/reproduce
+
+# Apptainer images for --sdm apptainer (README: "On a Slurm cluster, in containers").
+containers: $(STAMP)
+	containers/build cpu
+
+containers-cuda: $(STAMP)
+	containers/build cuda
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(CORES) --dist loadfile -q

@@ -2,6 +2,7 @@ import shlex
 from pathlib import Path
 
 import yaml
+from snakemake.settings.types import DeploymentMethod
 
 
 def experiment(wildcards):
@@ -14,7 +15,37 @@ def experiment(wildcards):
 
 
 def dataset_path(wildcards):
-    return f"results/datasets/{experiment(wildcards)['dataset']}.zarr"
+    spec = experiment(wildcards)
+    if "datasets" in spec:  # several datasets: the stores their recipes make
+        return sorted({f"results/datasets/{d['dataset']}.zarr" for d in spec["datasets"].values()})
+    return f"results/datasets/{spec['dataset']}.zarr"
+
+
+def dataset_specs(wildcards):
+    """Several datasets: name -> open_dataset mapping (its recipe's store + selectors), as YAML."""
+    return {
+        name: yaml.safe_dump(
+            {**entry, "dataset": f"results/datasets/{entry['dataset']}.zarr"},
+            default_flow_style=True,
+            width=1000,
+        ).strip()
+        for name, entry in experiment(wildcards)["datasets"].items()
+    }
+
+
+def statistics_paths(wildcards):
+    """statistics.json, or one statistics_<name>.json per dataset of a multi-dataset run."""
+    root = f"results/{wildcards.experiment}"
+    if "datasets" not in experiment(wildcards):
+        return [f"{root}/statistics.json"]
+    return [f"{root}/statistics_{name}.json" for name in experiment(wildcards)["datasets"]]
+
+
+# Experiments on several datasets (downscaling, ...): their graph, statistics and evaluation
+# rules are in multi_dataset.smk (a regex of their names, for wildcard_constraints).
+MULTI_DATASET_EXPERIMENTS = "|".join(
+    name for name, spec in config["experiments"].items() if "datasets" in spec
+) or "(?!)"
 
 
 def recipe_content(path):
@@ -39,13 +70,30 @@ def hardware(wildcards):
     return {**HARDWARE_DEFAULTS, **experiment(wildcards).get("hardware", {})}
 
 
+# Apptainer images (containers/, `make containers`), used when snakemake runs with
+# --sdm apptainer. Under srun there is no srun inside an image: the train rule runs
+# `srun ... apptainer exec --nv IMAGE squall train` itself.
+CONTAINERS = {
+    "cpu": "results/containers/squall-cpu.sif",
+    "train": "results/containers/squall-cuda.sif",
+    **config.get("containers", {}),
+}
+CPU_IMAGE = CONTAINERS["cpu"]
+USE_APPTAINER = DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method
+SRUN = config.get("launcher", "local") == "srun"
+TRAIN_IMAGE_OF_RULE = None if SRUN else CONTAINERS["train"]
+
+
 def launch_prefix(wildcards):
     """How the train rule starts its ranks: directly (Lightning launches local ranks itself),
     or one `srun` task per rank so that Lightning's SLURM environment sees every rank."""
-    if config.get("launcher", "local") != "srun":
+    if not SRUN:
         return ""
     spec = hardware(wildcards)
-    return f"srun --nodes={spec['nodes']} --ntasks-per-node={spec['tasks_per_node']}"
+    prefix = f"srun --nodes={spec['nodes']} --ntasks-per-node={spec['tasks_per_node']}"
+    if USE_APPTAINER:
+        prefix += f" apptainer exec --nv {shlex.quote(CONTAINERS['train'])}"
+    return prefix
 
 
 def train_slurm_extra(wildcards):
@@ -69,16 +117,32 @@ def training_config_files(wildcards):
     return sorted(str(p) for p in Path("configs/training").rglob("*.yaml"))
 
 
+def initial_checkpoint(wildcards):
+    """The checkpoint an experiment starts from (its override
+    training.initialisation.checkpoint=...): an input, so the run that makes it comes first."""
+    prefix = "training.initialisation.checkpoint="
+    overrides = experiment(wildcards).get("overrides", [])
+    return [entry[len(prefix) :] for entry in overrides if entry.startswith(prefix)]
+
+
 def config_overrides(wildcards):
     """Hydra overrides the pipeline adds: inputs, outputs, splits, then the user's own."""
     spec = experiment(wildcards)
     root = f"results/{wildcards.experiment}"
-    overrides = [
-        f"system.input.dataset={dataset_path(wildcards)}",
-        f"system.input.graph={root}/graph.pt",
-        f"system.input.statistics={root}/statistics.json",
-        f"system.output.root={root}",
-    ]
+    if "datasets" in spec:  # several datasets: a store and statistics each
+        overrides = [f"system.input.graph={root}/graph.pt", f"system.output.root={root}"]
+        for name, dataset in dataset_specs(wildcards).items():
+            overrides += [
+                f"system.input.datasets.{name}.dataset={dataset}",
+                f"system.input.datasets.{name}.statistics={root}/statistics_{name}.json",
+            ]
+    else:
+        overrides = [
+            f"system.input.dataset={dataset_path(wildcards)}",
+            f"system.input.graph={root}/graph.pt",
+            f"system.input.statistics={root}/statistics.json",
+            f"system.output.root={root}",
+        ]
     for stage in ("training", "validation", "test"):
         for bound in ("start", "end"):
             overrides.append(f"dataloader.{stage}.{bound}={spec['splits'][stage][bound]}")

@@ -11,5 +11,7 @@ rule dataset:
         "results/logs/dataset_{dataset}.log",
     benchmark:
         "results/benchmarks/dataset_{dataset}.tsv"
+    container:
+        CPU_IMAGE
     shell:
         "squall dataset create --quiet {input.recipe} {output} > {log} 2>&1"

@@ -35,6 +35,8 @@ rule evaluate:
         "results/logs/{experiment}/evaluate.log",
     benchmark:
         "results/benchmarks/{experiment}/evaluate.tsv"
+    container:
+        CPU_IMAGE
     shell:
         "squall evaluate {input.forecasts} --truth {input.dataset}"
         " --climatology-start {params.climatology[start]}"

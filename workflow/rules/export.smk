@@ -9,5 +9,7 @@ rule export:
         "results/logs/{experiment}/export.log",
     benchmark:
         "results/benchmarks/{experiment}/export.tsv"
+    container:
+        CPU_IMAGE
     shell:
         "squall export {input.checkpoint} {output} --graph {input.graph} > {log} 2>&1"

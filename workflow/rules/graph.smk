@@ -11,5 +11,7 @@ rule graph:
         "results/logs/{experiment}/graph.log",
     benchmark:
         "results/benchmarks/{experiment}/graph.tsv"
+    container:
+        CPU_IMAGE
     shell:
         "squall graph create {input.recipe} --dataset {input.dataset} {output} > {log} 2>&1"

@@ -8,11 +8,19 @@ rule predict:
     params:
         test=lambda w: split(w, "test"),
         lead_time=lambda w: experiment(w)["evaluation"]["lead_time"],
+        # ensemble and diffusion models: members per initial time (the noise makes them differ)
+        members=lambda w: (
+            f"--members {experiment(w)['evaluation']['members']}"
+            if "members" in experiment(w)["evaluation"]
+            else ""
+        ),
     log:
         "results/logs/{experiment}/predict.log",
     benchmark:
         "results/benchmarks/{experiment}/predict.tsv"
+    container:
+        CPU_IMAGE
     shell:
         "squall predict {input.model} --dataset {input.dataset}"
         " --start {params.test[start]} --end {params.test[end]} --lead-time {params.lead_time}"
-        " --out {output} > {log} 2>&1"
+        " {params.members} --out {output} > {log} 2>&1"

@@ -15,6 +15,8 @@ rule statistics:
         "results/logs/{experiment}/statistics.log",
     benchmark:
         "results/benchmarks/{experiment}/statistics.tsv"
+    container:
+        CPU_IMAGE
     shell:
         "squall dataset statistics {input} {output} --start {params.start} --end {params.end}"
         " {params.held_out} > {log} 2>&1"

@@ -6,7 +6,7 @@ rule train:
         resolved="results/{experiment}/resolved.yaml",
         dataset=dataset_path,
         graph="results/{experiment}/graph.pt",
-        statistics="results/{experiment}/statistics.json",
+        statistics=statistics_paths,
     output:
         "results/{experiment}/model.ckpt",
     log:
@@ -26,5 +26,7 @@ rule train:
         runtime=lambda w: hardware(w)["runtime_minutes"],
         mpi="srun",
         slurm_extra=train_slurm_extra,
+    container:
+        TRAIN_IMAGE_OF_RULE  # None under srun: the launch prefix runs the image itself
     shell:
         "OMP_NUM_THREADS={threads} {params.launch} squall train {input.resolved} --resume auto > {log} 2>&1"

@@ -3,20 +3,21 @@ rule validate_config:
     input:
         dataset=dataset_path,
         graph="results/{experiment}/graph.pt",
-        statistics="results/{experiment}/statistics.json",
+        statistics=statistics_paths,
         configs=training_config_files,
+        initial=initial_checkpoint,
     output:
         "results/{experiment}/resolved.yaml",
     params:
         name=lambda w: experiment(w)["training_config"],
         overrides=config_overrides,
+        quoted_overrides=lambda w: quoted(config_overrides(w)),
     log:
         "results/logs/{experiment}/validate_config.log",
     benchmark:
         "results/benchmarks/{experiment}/validate_config.tsv"
-    run:
-        shell(
-            "squall config validate --preflight --config-name {params.name} --out {output} "
-            + quoted(params.overrides)
-            + " > {log} 2>&1"
-        )
+    container:
+        CPU_IMAGE
+    shell:
+        "squall config validate --preflight --config-name {params.name} --out {output}"
+        " {params.quoted_overrides} > {log} 2>&1"
