@@ -21,6 +21,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/multi_dataset.smk"
 
 
 DEFAULT_EXPERIMENTS = config.get("run", list(config["experiments"]))

@@ -48,8 +48,14 @@ def main() -> None:
     nodes, recipe = regular_grid(args.deg), anchor_recipe(args.level)
     graph = create_graph(nodes, recipe)
     save_graph(graph, args.out, coordinates_hash=nodes.coordinates_hash, config=recipe)
-    counts = {f"{s}->{d}": int(graph[(s, r, d)].edge_index.shape[1]) for s, r, d in graph.edge_types}
-    print(json.dumps({"nodes": {n: int(graph[n].num_nodes) for n in graph.node_types}, "edges": counts}))
+    counts = {
+        f"{s}->{d}": int(graph[(s, r, d)].edge_index.shape[1]) for s, r, d in graph.edge_types
+    }
+    print(
+        json.dumps(
+            {"nodes": {n: int(graph[n].num_nodes) for n in graph.node_types}, "edges": counts}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def _dataset_statistics(args: argparse.Namespace) -> None:
 
     held_out = {name: tuple(getattr(args, name)) for name in ("validation", "test")}
     create_statistics_file(
-        args.dataset,
+        _dataset_spec(args.dataset),
         args.out,
         args.start,
         args.end,
@@ -35,11 +35,35 @@ def _dataset_inspect(args: argparse.Namespace) -> None:
     print(describe_dataset(args.dataset, count_nans=not args.no_nan_count))
 
 
+def _dataset_spec(text: str) -> str | dict:
+    """A dataset argument: a path, or an open_dataset mapping in YAML such as
+    '{dataset: storm.zarr, thinning: 2}'."""
+    if not text.lstrip().startswith("{"):
+        return text
+    import yaml
+
+    return yaml.safe_load(text)
+
+
 def _graph_create(args: argparse.Namespace) -> None:
     from squall.graphs.from_dataset import create_graph_for_dataset
 
-    create_graph_for_dataset(args.config, args.dataset, args.out)
+    if len(args.dataset) == 1 and not _is_named(args.dataset[0]):
+        create_graph_for_dataset(args.config, args.dataset[0], args.out)
+    else:  # several datasets: one data node set each, named NAME
+        from squall.graphs.multi_dataset import create_multi_dataset_graph_file
+
+        named = [text.partition("=") for text in args.dataset]
+        if not all(_is_named(text) for text in args.dataset):
+            raise ValueError("with several datasets, give each as --dataset NAME=PATH")
+        datasets = {name: _dataset_spec(spec) for name, _, spec in named}
+        create_multi_dataset_graph_file(args.config, datasets, args.out)
     print(f"wrote {args.out}")
+
+
+def _is_named(text: str) -> bool:
+    name, separator, _ = text.partition("=")
+    return bool(separator) and name.isidentifier()
 
 
 def _graph_inspect(args: argparse.Namespace) -> None:
@@ -151,6 +175,19 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(table.to_string())
 
 
+def _evaluate_downscaling(args: argparse.Namespace) -> None:
+    from squall.evaluation.downscaling import evaluate_downscaling
+
+    if not all(_is_named(text) for text in args.dataset):
+        raise ValueError("give each dataset as --dataset NAME=PATH (the names the model uses)")
+    named = (text.partition("=") for text in args.dataset)
+    datasets = {name: _dataset_spec(spec) for name, _, spec in named}
+    scores = evaluate_downscaling(args.model, datasets, args.start, args.end, args.out)
+    rmse = scores[scores.metric == "rmse"]
+    print("RMSE on the fine grid:")
+    print(rmse.pivot_table(index="variable", columns="forecast", values="value").to_string())
+
+
 def _name_and_path(text: str) -> tuple[str, str]:
     name, separator, path = text.partition("=")
     if not separator or not name or not path:
@@ -184,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--no-nan-count", action="store_true", help="skip reading every date")
     inspect.set_defaults(run=_dataset_inspect)
     stats = dataset.add_parser("statistics", help="statistics over the training period")
-    stats.add_argument("dataset")
+    stats.add_argument(
+        "dataset", help="dataset (.zarr), or a mapping '{dataset: PATH, thinning: 2}'"
+    )
     stats.add_argument("out")
     stats.add_argument("--start", required=True, help="first date of the training period")
     stats.add_argument("--end", required=True, help="last date of the training period")
@@ -210,7 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
     gcreate = graph.add_parser("create", help="graph recipe + dataset grid -> graph.pt")
     gcreate.add_argument("config", help="graph recipe YAML (configs/training/graph/...)")
     gcreate.add_argument(
-        "--dataset", required=True, help="dataset (.zarr), .npz of coordinates, or grid (o96)"
+        "--dataset",
+        required=True,
+        action="append",
+        help="dataset (.zarr), .npz of coordinates, or grid (o96); repeat as NAME=PATH (or "
+        "NAME='{dataset: PATH, thinning: 2}') for one data node set per dataset",
     )
     gcreate.add_argument("out", help="graph file to write (.pt)")
     gcreate.set_defaults(run=_graph_create)
@@ -308,6 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", required=True, help="directory for scores and plots")
     evaluate.set_defaults(run=_evaluate)
+    downscaling = groups.add_parser(
+        "evaluate-downscaling",
+        help="score a downscaler on the fine grid against interpolation of its coarse input",
+    )
+    downscaling.add_argument("model", help="exported downscaler (squall export)")
+    downscaling.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        help="NAME=PATH (or NAME='{dataset: PATH, thinning: 2}') of each dataset the model uses",
+    )
+    downscaling.add_argument("--start", required=True, help="first date scored (test split)")
+    downscaling.add_argument("--end", required=True, help="last date scored")
+    downscaling.add_argument("--out", required=True, help="directory for scores and plots")
+    downscaling.set_defaults(run=_evaluate_downscaling)
     return parser
 
 

@@ -35,7 +35,7 @@ CASES = {
     ),
     "graphtransformer": (
         {"processor": "graphtransformer", "mapper": "graphtransformer", "num_heads": 2},
-        {"name": "rmse", "scalers": ["variable_weights"]},  # uniform over the grid
+        {"name": "huber", "scalers": ["variable_weights"]},  # uniform over the grid
     ),
     "transformer": (
         {"processor": "transformer", "num_heads": 4, "window_size": 6},
@@ -88,9 +88,11 @@ def batch() -> dict[str, torch.Tensor]:
     mean = torch.tensor(STATISTICS["mean"])
     stdev = torch.tensor(STATISTICS["stdev"])
     data = mean + stdev * torch.randn(BATCH, steps, 1, 37, len(VARIABLES), generator=generator)
-    time = 820_000_000 + 21600 * torch.arange(steps).repeat(BATCH, 1) + 3600 * torch.arange(
-        BATCH
-    ).unsqueeze(1)
+    time = (
+        820_000_000
+        + 21600 * torch.arange(steps).repeat(BATCH, 1)
+        + 3600 * torch.arange(BATCH).unsqueeze(1)
+    )
     return {"data": data, "time": time}
 
 
@@ -110,7 +112,7 @@ def whole(case: str) -> tuple[float, dict[str, torch.Tensor]]:
     task = build_task(case)
     loss = TrainingLoss(task)(batch())
     loss.backward()
-    return float(loss), {name: p.grad.clone() for name, p in task.named_parameters()}
+    return loss.item(), {name: p.grad.clone() for name, p in task.named_parameters()}
 
 
 def sharded_worker(rank: int, world: int, port: int, layouts: list[int], out: str) -> None:
@@ -136,7 +138,7 @@ def sharded_worker(rank: int, world: int, port: int, layouts: list[int], out: st
             loss = step(sample)
             loss.backward()
             results[(shards, case)] = (
-                float(loss),
+                loss.item(),
                 {name: p.grad.clone() for name, p in task.named_parameters()},
             )
     torch.save(results, Path(out) / f"rank{rank}.pt")

@@ -24,7 +24,13 @@ def reference() -> dict[str, tuple[float, dict[str, torch.Tensor]]]:
 
 @pytest.mark.parametrize(("world", "layouts"), [(2, [2, 1]), (4, [4, 2])])
 def test_sharded_runs_match_one_process(reference, tmp_path, world, layouts):
-    mp.spawn(sharded_worker, args=(world, _free_port(), layouts, str(tmp_path)), nprocs=world)
+    # fork: the workers start with squall already imported (spawning re-imports it, slowly)
+    mp.start_processes(
+        sharded_worker,
+        args=(world, _free_port(), layouts, str(tmp_path)),
+        nprocs=world,
+        start_method="fork",
+    )
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(world)]
     for shards in layouts:
         replicas = world // shards

@@ -31,13 +31,29 @@ def test_all_six_templates_exist():
         "healpix",
         "hierarchical",
         "encoder_decoder_only",
+        "multi_dataset",
+        "limited_area_coarse",  # issue 13: the storm autoencoder's latent mesh
+        "limited_area_fine",  # the ERA5 UK interpolator's mesh
+        "stretched_box",  # a stretched mesh over a box of a regional grid
     }
+
+
+def era5_uk_grid() -> tuple[np.ndarray, np.ndarray]:
+    """The 0.25 deg grid of samples/era5-2mt-2019-03-uk.grib (58N-50N, 10W-2E)."""
+    lat, lon = np.meshgrid(np.arange(58.0, 49.9, -0.25), np.arange(-10.0, 2.1, 0.25), indexing="ij")
+    return lat.ravel(), lon.ravel()
 
 
 @pytest.mark.parametrize("name", sorted(path.stem for path in TEMPLATES.glob("*.yaml")))
 def test_template_builds(name, o96_with_cutout, storm_grid):
     recipe = load_recipe(TEMPLATES / f"{name}.yaml")
-    data = DataNodes(*storm_grid) if name == "limited_area" else o96_with_cutout
+    # multi_dataset: a limited area too (tests/graphs/test_multi_dataset_graph.py builds it
+    # with several data node sets)
+    data = DataNodes(*storm_grid) if name in ("limited_area", "multi_dataset") else o96_with_cutout
+    if name in ("limited_area_coarse", "stretched_box"):
+        data = DataNodes(*storm_grid)
+    if name == "limited_area_fine":
+        data = DataNodes(*era5_uk_grid())
     graph = create_graph(data, recipe)
     for edge_type in MODEL_EDGES:
         store = graph[edge_type]

@@ -53,8 +53,9 @@ def check_datasets(config: SquallConfig) -> None:
                 f"cannot be both ({both}): set data.datasets.<name>.role to input or output"
             )
         if config.task.rollout.maximum != 1 or config.task.validation_rollout != 1:
-            raise ValueError("the downscaler has no rollout: keep task.rollout and "
-                             "task.validation_rollout at 1")
+            raise ValueError(
+                "the downscaler has no rollout: keep task.rollout and task.validation_rollout at 1"
+            )
     if config.task.boundary is not None:
         raise ValueError("task.boundary (limited-area rollout) takes a single dataset")
     unsupported = {

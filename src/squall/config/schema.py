@@ -18,8 +18,7 @@ from pydantic import (
 from squall.config.multi_dataset import check_datasets
 from squall.data.dates import frequency_to_string, frequency_to_timedelta
 
-
-ENSEMBLE_LOSSES = ("crps", "fair_crps", "almost_fair_crps", "energy")
+ENSEMBLE_LOSSES = ("crps", "fair_crps", "almost_fair_crps", "energy")  # training.loss kinds
 
 
 class Strict(BaseModel):
@@ -43,9 +42,10 @@ class DatasetRoles(Strict):
     @model_validator(mode="after")
     def _lists_need_both(self) -> DatasetRoles:
         if self.role != "both" and (self.forcing or self.diagnostic):
+            kind = "forcing" if self.role == "input" else "as targets"
             raise ValueError(
                 f"forcing/diagnostic lists apply to role 'both'; a dataset with role "
-                f"{self.role!r} has all its variables {'forcing' if self.role == 'input' else 'as targets'}"
+                f"{self.role!r} has all its variables {kind}"
             )
         return self
 

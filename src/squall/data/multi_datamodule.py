@@ -15,8 +15,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from squall.data.base import Dataset as Store
-from squall.data.dates import frequency_to_string, iso
 from squall.data.datamodule import ForecastDataModule, ForecastSamples
+from squall.data.dates import frequency_to_string, iso
 from squall.data.sampling import valid_anchors
 from squall.data.store import open_dataset
 

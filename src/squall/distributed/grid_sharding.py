@@ -1,7 +1,10 @@
 """One rank's shard of an EncoderProcessorDecoder, and its forward.
 
-The data points and the hidden nodes are each cut into contiguous, balanced shards (squall's
-node orderings are spatially compact, so a contiguous range is a compact region). Every edge set
+The data points and the hidden nodes are each cut into contiguous, balanced ranges (squall's
+node orderings are spatially compact, so a contiguous range is a compact region). Rank t reads
+data range t (the datamodule's split); it holds the hidden range that shares the most encoder
+and decoder edges with it (the two node sets may be ordered differently, e.g. north to south
+and south to north), so that most mapper edges stay on the rank. Every edge set
 is sharded by destination: a rank runs the edges into its own nodes, after bringing in the
 source rows they read from the other shards (SourceExchange; in the processor, once per layer:
 a halo exchange). The transformer processor trades node shards for head shards around its
@@ -13,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.distributed as dist
+from scipy.optimize import linear_sum_assignment
 
 from squall.distributed.exchange import (
     HeadExchange,
+    Range,
     SourceExchange,
-    shard_bounds,
+    owner_order,
+    shard_ranges,
     sum_over_shards,
 )
 from squall.distributed.groups import ModelGroups
@@ -45,8 +50,8 @@ class ShardEdges:
 
 def shard_edges(
     edge_index: torch.Tensor,
-    source_bounds: list[int],
-    target_bounds: list[int],
+    source_ranges: list[Range],
+    target_ranges: list[Range],
     groups: ModelGroups,
     num_chunks: int = 1,
 ) -> ShardEdges:
@@ -54,26 +59,50 @@ def shard_edges(
     needs from the whole graph, so the exchange plan needs no communication."""
     edge_index = edge_index.cpu()
     targets = edge_index[1]
-    edge_bounds = torch.searchsorted(targets, torch.tensor(target_bounds)).tolist()
+
+    def edges_into(target_range: Range) -> slice:
+        first, last = torch.searchsorted(targets, torch.tensor(target_range)).tolist()
+        return slice(first, last)
+
     needed = [
-        torch.unique(edge_index[0, edge_bounds[t] : edge_bounds[t + 1]])
-        for t in range(groups.shards)
+        owner_order(torch.unique(edge_index[0, edges_into(target_range)]), source_ranges)
+        for target_range in target_ranges
     ]
     shard = groups.shard
-    start, end = edge_bounds[shard], edge_bounds[shard + 1]
-    local = torch.stack(
-        [
-            torch.searchsorted(needed[shard], edge_index[0, start:end]),
-            edge_index[1, start:end] - target_bounds[shard],
-        ]
-    )
-    num_targets = target_bounds[shard + 1] - target_bounds[shard]
+    edge_slice = edges_into(target_ranges[shard])
+    position = torch.full((int(edge_index[0].max()) + 1 if targets.numel() else 1,), -1)
+    position[needed[shard]] = torch.arange(len(needed[shard]))
+    start, end = target_ranges[shard]
+    local = torch.stack([position[edge_index[0, edge_slice]], edge_index[1, edge_slice] - start])
     return ShardEdges(
-        slice(start, end),
+        edge_slice,
         local,
-        target_chunks(local[1], num_targets, num_chunks),
-        SourceExchange(needed, source_bounds, shard, groups.group),
+        target_chunks(local[1], end - start, num_chunks),
+        SourceExchange(needed, source_ranges, shard, groups.group),
     )
+
+
+def hidden_ranges(network: EncoderProcessorDecoder, data: list[Range], shards: int) -> list[Range]:
+    """The hidden range of each rank: balanced contiguous ranges, dealt so that the encoder and
+    decoder edges between a rank's data range and its hidden range are as many as possible."""
+    ranges = shard_ranges(network.num_hidden_nodes, shards)
+    if shards == 1:
+        return ranges
+    shared = torch.zeros(shards, shards)  # hidden range x data range
+    for edge_index, hidden_row in (
+        (network.encoder_edge_index.cpu(), 1),
+        (network.decoder_edge_index.cpu(), 0),
+    ):
+        hidden = torch.bucketize(
+            edge_index[hidden_row], torch.tensor([s for s, _ in ranges[1:]]), right=True
+        )
+        points = torch.bucketize(
+            edge_index[1 - hidden_row], torch.tensor([s for s, _ in data[1:]]), right=True
+        )
+        shared.index_put_((hidden, points), torch.ones(len(hidden)), accumulate=True)
+    hidden_of, data_of = linear_sum_assignment(shared.numpy(), maximize=True)
+    by_data = dict(zip(data_of.tolist(), hidden_of.tolist(), strict=True))
+    return [ranges[by_data[rank]] for rank in range(shards)]
 
 
 class GridSharding:
@@ -84,34 +113,30 @@ class GridSharding:
 
     def __init__(self, network: EncoderProcessorDecoder, groups: ModelGroups) -> None:
         spec = network.spec
-        if spec["hierarchy_levels"] > 1:
-            raise ValueError(
-                "model sharding (num_gpus_per_model > 1) does not support the hierarchical "
-                "processor (hierarchy_levels > 1); use one level or num_gpus_per_model: 1"
-            )
+        for option, plain in (("hierarchy_levels", 1), ("noise_channels", 0)):
+            if spec[option] != plain:
+                raise ValueError(
+                    f"model sharding (num_gpus_per_model > 1) does not support model.{option}"
+                    f"={spec[option]} yet; use {option}: {plain} or num_gpus_per_model: 1"
+                )
         self.groups = groups
         shards, shard = groups.shards, groups.shard
-        data_bounds = shard_bounds(network.num_data_nodes, shards)
-        hidden_bounds = shard_bounds(network.num_hidden_nodes, shards)
+        data = shard_ranges(network.num_data_nodes, shards)
+        hidden = hidden_ranges(network, data, shards)
         self.num_data_points = network.num_data_nodes
-        self.data_points = slice(data_bounds[shard], data_bounds[shard + 1])
-        self.hidden_points = slice(hidden_bounds[shard], hidden_bounds[shard + 1])
+        self.data_points, self.hidden_points = slice(*data[shard]), slice(*hidden[shard])
         chunks = spec["num_chunks"]
         self.edges = {
-            "encoder": shard_edges(
-                network.encoder_edge_index, data_bounds, hidden_bounds, groups, chunks
-            ),
-            "decoder": shard_edges(
-                network.decoder_edge_index, hidden_bounds, data_bounds, groups, chunks
-            ),
+            "encoder": shard_edges(network.encoder_edge_index, data, hidden, groups, chunks),
+            "decoder": shard_edges(network.decoder_edge_index, hidden, data, groups, chunks),
         }
         self.heads = None
         if spec["processor"] == "transformer":
-            self.heads = HeadExchange(hidden_bounds, shard, groups.group)
+            self.heads = HeadExchange(hidden, shard, groups.group)
             self.heads.check_heads(spec["num_heads"])
         else:
             self.edges["processor"] = shard_edges(
-                network.processor_edge_index, hidden_bounds, hidden_bounds, groups
+                network.processor_edge_index, hidden, hidden, groups
             )
 
     def __deepcopy__(self, memo: dict) -> GridSharding:
@@ -131,16 +156,10 @@ class GridSharding:
             return (weight / self.num_data_points).expand(-1, -1, -1, local, -1)
         return weight[:, :, :, self.data_points]
 
-    def _noise(self, network: EncoderProcessorDecoder, x: torch.Tensor) -> torch.Tensor:
-        """Ensemble noise drawn once per model group: every shard conditions on the same."""
-        noise = torch.randn(x.shape[0], network.spec["noise_channels"], device=x.device)
-        if self.groups.group is not None and self.groups.shards > 1:
-            dist.broadcast(noise, src=self.groups.leader, group=self.groups.group)
-        return noise.to(x.dtype)
-
     def forward(
         self, network: EncoderProcessorDecoder, x: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
+        """`noise` is always None here: the ensemble variant is refused at construction."""
         spec = network.spec
         expected = (self.data_points.stop - self.data_points.start, spec["in_channels"])
         if x.dim() != 3 or tuple(x.shape[1:]) != expected:
@@ -150,8 +169,6 @@ class GridSharding:
                 "passes only its own shard of the grid (ForecastDataModule reads it)."
             )
         batch = x.shape[0]
-        if spec["noise_channels"] and noise is None:
-            noise = self._noise(network, x)
         data_static = torch.cat([network.data_positions, network.data_node_parameters], dim=-1)[
             self.data_points
         ]
@@ -172,16 +189,15 @@ class GridSharding:
             encoder.chunks,
         )
         data_nodes = network.encoder.update_sources(data_nodes)
-        condition = noise if spec["noise_channels"] else None
         if self.heads is not None:
-            hidden_nodes = network.processor(hidden_nodes, None, None, condition, self.heads)
+            hidden_nodes = network.processor(hidden_nodes, None, None, None, self.heads)
         else:
             processor = self.edges["processor"]
             hidden_nodes = network.processor(
                 hidden_nodes,
                 processor.index(x.device),
                 network._edge_inputs("processor")[processor.edge_slice],
-                condition,
+                None,
                 processor.exchange,
             )
         decoder = self.edges["decoder"]

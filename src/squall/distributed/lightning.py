@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities import rank_zero_info
 
 from squall.distributed.grid_sharding import GridSharding
 from squall.distributed.groups import ModelGroups, model_groups
@@ -19,7 +20,7 @@ from squall.training.losses import CombinedLoss, WeightedLoss
 
 
 def shard_task(task: pl.LightningModule, groups: ModelGroups) -> GridSharding:
-    """Install this rank's grid shard into a training task (a Forecaster or a subclass): its
+    """Install this rank's grid shard into a training task (the deterministic Forecaster): its
     model's network runs on the shard, and its loss is the shard's part of the whole grid's."""
     if type(task) is not Forecaster or not isinstance(task.loss, (WeightedLoss, CombinedLoss)):
         raise ValueError(
@@ -54,7 +55,10 @@ class ModelSharding(Callback):
             return
         self.groups = model_groups(self.num_gpus_per_model, trainer.world_size, trainer.global_rank)
         shard_task(pl_module, self.groups)
-        datamodule = trainer.datamodule
-        datamodule.read_grid_shard(
+        trainer.datamodule.read_grid_shard(
             self.groups.shard, self.groups.shards, self.groups.replica, self.groups.replicas
+        )
+        rank_zero_info(
+            f"Model sharding: {self.groups.replicas} model replica(s) x "
+            f"{self.groups.shards} grid shards (num_gpus_per_model)"
         )

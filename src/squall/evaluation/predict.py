@@ -65,6 +65,11 @@ def predict(
     is repeated, and a stochastic model makes the members differ)."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, metadata = load_artifact(artifact, device=device)
+    if "datasets" in metadata["model_spec"]:
+        raise ValueError(
+            f"{artifact} reads several datasets; `squall predict` takes single-dataset models "
+            "(score a downscaler with `squall evaluate-downscaling`)"
+        )
     store = open_dataset(dataset_path)
     _check_grid(store, metadata, dataset_path)
     variables = metadata["variables"]["all"]
@@ -79,7 +84,8 @@ def predict(
         )
     lead_steps = lead_time_hours * 3600 // step_seconds
     step = int(step_seconds // store.frequency.total_seconds())
-    has_forcing = bool(metadata["variables"]["forcing"])
+    # a limited-area model also reads the true state of its boundary at every step
+    has_forcing = bool(metadata["variables"]["forcing"] or metadata["model_spec"].get("boundary"))
     k = model.input_steps
     inits = forecastable_inits(store, start, end, k, step, lead_steps if has_forcing else 0)
     if not inits:

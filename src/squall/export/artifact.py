@@ -19,8 +19,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch_geometric.data import HeteroData
 
-from squall.models.diffusion import build_forecast_model
 from squall.models.interface import ForecastModel
+from squall.models.multi_dataset import is_multi_dataset, model_from_spec
 
 FORMAT = "squall-model/1"
 WEIGHTS = "weights.safetensors"
@@ -72,7 +72,9 @@ def _metadata(
     return {
         "format": FORMAT,
         "model_spec": spec,
-        "variables": {
+        "variables": model.variables_summary()  # several datasets: per dataset
+        if is_multi_dataset(spec)
+        else {
             "all": spec["variables"],
             "input": model.input_variables,
             "output": model.output_variables,
@@ -163,7 +165,7 @@ def load_artifact(artifact: str | Path, device: str = "cpu") -> tuple[ForecastMo
     tensors = load_safetensors(_read_member(Path(artifact), WEIGHTS))
     graph = graph_from_tensors(tensors)
     # a diffusion model's spec carries its sampler settings
-    model = build_forecast_model(graph, metadata["model_spec"], metadata["statistics"])
+    model = model_from_spec(graph, metadata["model_spec"], metadata["statistics"])
     weights = {k: v for k, v in tensors.items() if not k.startswith(_GRAPH)}
     model.load_state_dict(weights, strict=True)
     return model.to(device).eval(), metadata
@@ -186,6 +188,13 @@ def zip_artifact(artifact: str | Path, zip_path: str | Path | None = None) -> Pa
     return zip_path
 
 
+def _per_dataset(variables: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{dataset name: its variables}; one unnamed entry for a single-dataset model."""
+    if "input" in variables:
+        return {"": variables}
+    return {name: roles for name, roles in variables.items() if name != "computed_forcings"}
+
+
 def summary(artifact: str | Path) -> str:
     metadata = read_metadata(artifact)
     variables = metadata["variables"]
@@ -194,8 +203,12 @@ def summary(artifact: str | Path) -> str:
         f"  parameters: {metadata['parameters']:,}",
         f"  timestep: {metadata['timestep_seconds'] // 3600} h, input steps: "
         f"{metadata['input_steps']}",
-        f"  inputs: {', '.join(variables['input'])}",
-        f"  outputs: {', '.join(variables['output'])}",
+        *(
+            f"  {name + ' ' if name else ''}{kind}s: {', '.join(roles[kind]) or 'none'}"
+            for name, roles in _per_dataset(variables).items()
+            for kind in ("input", "output")
+            if roles[kind] or not name  # a dataset lists only the roles it plays
+        ),
         f"  computed forcings: {', '.join(variables['computed_forcings']) or 'none'}",
         f"  graph: {metadata['graph']['node_sets']}, grid hash "
         f"{metadata['graph'].get('coordinates_hash')}",

@@ -9,7 +9,7 @@ import torch
 from squall.config.lineage import file_hash
 from squall.export.artifact import write_artifact
 from squall.graphs.io import load_graph
-from squall.models.diffusion import build_forecast_model
+from squall.models.multi_dataset import model_from_spec
 
 _PREFIX = "model."
 
@@ -37,7 +37,7 @@ def export_checkpoint(
             f"trained with (hash {lineage['graph']}); pass the training graph with --graph"
         )
     graph, graph_info = load_graph(graph_path)
-    model = build_forecast_model(graph, hyper["model_spec"], hyper["statistics"])
+    model = model_from_spec(graph, hyper["model_spec"], hyper["statistics"])
     weights = (
         checkpoint.get("ema_state_dict")
         or {  # the EMA of the weights when there is one

@@ -16,7 +16,7 @@ from torch_geometric.data import HeteroData
 
 from squall.graphs.attributes import area_weights
 from squall.graphs.create import PROCESSOR, _Builder
-from squall.graphs.data_nodes import DataNodes
+from squall.graphs.data_nodes import DataNodes, load_data_nodes
 from squall.graphs.hidden_nodes import build_hidden_levels
 from squall.graphs.io import save_graph
 from squall.graphs.recipe import GraphRecipe, load_recipe
@@ -73,10 +73,13 @@ def create_multi_dataset_graph(
 
 
 def data_nodes_of(spec: str | Path | dict[str, Any]) -> DataNodes:
-    """The grid of a dataset given as a path or an open_dataset mapping ({dataset:, thinning:})."""
+    """The grid of a dataset, an .npz or a grid name (as load_data_nodes takes them), or of an
+    open_dataset mapping such as {dataset: path, thinning: 2}."""
+    if not isinstance(spec, dict):
+        return load_data_nodes(spec)
     from squall.data.store import open_dataset
 
-    dataset = open_dataset(str(spec) if isinstance(spec, Path) else spec)
+    dataset = open_dataset(spec)
     return DataNodes(dataset.latitudes, dataset.longitudes)
 
 

@@ -63,16 +63,16 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) ->
 
 
 def sample_training_sigmas(
-    shape: tuple[int, ...], settings: dict[str, Any], device: torch.device
+    shape: tuple[int, ...], settings: dict[str, Any], generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Noise levels for training: log-normal (p_mean, p_std) or uniform in sigma^(1/rho)
-    between sigma_min and sigma_max (the Karras schedule, continuous)."""
+    """Noise levels for training (on the CPU): log-normal (p_mean, p_std) or uniform in
+    sigma^(1/rho) between sigma_min and sigma_max (the Karras schedule, continuous)."""
     if settings.get("noise_distribution", "lognormal") == "lognormal":
-        normal = torch.randn(shape, device=device)
+        normal = torch.randn(shape, generator=generator)
         return (settings.get("p_mean", -1.2) + settings.get("p_std", 1.2) * normal).exp()
     rho = settings["rho"]
     top, bottom = settings["sigma_max"] ** (1 / rho), settings["sigma_min"] ** (1 / rho)
-    return (top + torch.rand(shape, device=device) * (bottom - top)) ** rho
+    return (top + torch.rand(shape, generator=generator) * (bottom - top)) ** rho
 
 
 def heun_sample(

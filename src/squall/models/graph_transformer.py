@@ -5,7 +5,8 @@ For head h:  q_i = W_q LN(x_i),  k_ij = W_k LN(x_j) + W_ek e_ij,  v_ij = W_v LN(
              x_i <- x_i + W_o concat_h(sum_j a_ij v_ij);   x_i <- x_i + MLP(LN(x_i))
 Pre-norm residual blocks; edge features enter keys and values, so the attention knows the
 geometry of each edge. The attention itself is kernels.graph_attention: a fused Triton kernel
-over the target-sorted edges on CUDA, torch_geometric's scatter softmax (fp32) elsewhere.
+over the target-sorted edges on CUDA, torch_geometric's scatter softmax (fp32) elsewhere; the
+three norms feeding linear layers are fused with their half-precision cast on CUDA.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from squall.models.kernels import graph_attention
+from squall.models.kernels import graph_attention, norm_for_matmul
 from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import apply_norm, make_norm
 
@@ -62,8 +63,8 @@ class GraphTransformerBlock(nn.Module):
         edge_features: torch.Tensor,
         condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        source = apply_norm(self.source_norm, x_src, condition)
-        target = apply_norm(self.target_norm, x_dst, condition)
+        source = _norm_for_matmul(self.source_norm, x_src, condition)
+        target = _norm_for_matmul(self.target_norm, x_dst, condition)
         edge_key_value = self.edge_key_value(edge_features)
         if edge_key_value.dim() == 2:  # sample-independent edges: one copy serves the batch
             edge_key_value = edge_key_value.unsqueeze(0)
@@ -73,7 +74,14 @@ class GraphTransformerBlock(nn.Module):
             edge_key_value,
             edge_index,
             self.num_heads,
-        ).to(x_dst.dtype)
+        )
         x_dst = x_dst + self.projection(attended)
-        x_dst = x_dst + self.mlp(apply_norm(self.mlp_norm, x_dst, condition))
+        x_dst = x_dst + self.mlp(_norm_for_matmul(self.mlp_norm, x_dst, condition))
         return x_dst, edge_features
+
+
+def _norm_for_matmul(norm: nn.Module, x: torch.Tensor, condition: torch.Tensor | None):
+    """The norm of x that a linear layer consumes next: fused into one half-precision pass
+    on CUDA under autocast (kernels.norm_for_matmul), the module itself otherwise."""
+    fused = norm_for_matmul(norm, x)
+    return apply_norm(norm, x, condition) if fused is None else fused

@@ -75,9 +75,9 @@ class GraphMapper(nn.Module):
         parts = []
         chunks = self.chunks if chunks is None else chunks
         for target_start, target_end, edge_start, edge_end in chunks:
-            local_index = edge_index[:, edge_start:edge_end] - edge_index.new_tensor(
-                [[0], [target_start]]
-            )
+            # a Python scalar, not new_tensor: no host-to-device copy (and sync) per chunk
+            sources, targets = edge_index[:, edge_start:edge_end]
+            local_index = torch.stack([sources, targets - target_start])
             args = (
                 x_src,
                 x_dst[:, target_start:target_end],

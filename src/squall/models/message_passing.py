@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from squall.models.kernels import segment_sum
+from squall.models.kernels import gather_rows, segment_sum
 from squall.models.layer_kernels import LayerKernels
 
 
@@ -109,5 +109,7 @@ class GraphMessagePassing(nn.Module):
             [x_src.shape[-1], x_dst.shape[-1], edge_features.shape[-1]], dim=1
         )
         hidden = F.linear(edge_features, weight_edge, first.bias)
-        hidden = hidden + F.linear(x_src, weight_src).index_select(1, edge_index[0])
-        return hidden + F.linear(x_dst, weight_dst).index_select(1, edge_index[1])
+        hidden = hidden + gather_rows(F.linear(x_src, weight_src), edge_index[0])
+        return hidden + gather_rows(
+            F.linear(x_dst, weight_dst), edge_index[1], index_is_sorted=True
+        )

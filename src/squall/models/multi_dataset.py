@@ -1,13 +1,7 @@
-"""Several datasets at once: per-dataset encoders into one shared hidden mesh and processor,
-per-dataset decoders. Downscaling is the case of an input-only (coarse) and an output-only
-(fine) dataset, each on its own grid.
-
-The graph has a node set per dataset, named after it (squall.graphs.multi_dataset). Encoders
-update the shared hidden nodes one dataset after another (each a residual graph block, in the
-order of the spec), so every hidden node sees every input dataset near it. A dataset that is
-also an input is decoded onto its encoded nodes (the skip the single-dataset network uses); an
-output-only dataset starts from an embedding of its node positions, learned node features and
-computed forcings at the valid time.
+"""Several datasets at once: the model users see, with per-dataset variables, roles and
+normalisers around squall.models.multi_dataset_network. Downscaling is the case of an
+input-only (coarse) and an output-only (fine) dataset, each on its own grid; the graph has a
+node set per dataset, named after it (squall.graphs.multi_dataset).
 """
 
 from __future__ import annotations
@@ -19,171 +13,25 @@ from torch import nn
 from torch_geometric.data import HeteroData
 
 from squall.models.computed_forcings import computed_forcings
-from squall.models.graph_inputs import graph_edges, node_coordinates, position_features
+from squall.models.diffusion import build_forecast_model
+from squall.models.grid_interpolation import interpolate, linear_weights
 from squall.models.interface import _roles
-from squall.models.layer_kernels import kernels_with_activation
-from squall.models.mappers import GraphMapper
+from squall.models.multi_dataset_network import NETWORK_KEYS, MultiDatasetNetwork
 from squall.models.preprocessing import Preprocessor
-from squall.models.processors import Processor
 
-PROCESSOR_EDGES = ("hidden", "to", "hidden")
-# ModelConfig keys the multi-dataset network takes (the others are refused by the config check)
-NETWORK_KEYS = (
-    "hidden_channels processor_layers mlp_hidden_layers activation trainable_node_channels "
-    "gradient_checkpointing processor mapper num_heads window_size num_chunks layer_kernels"
-).split()
+__all__ = ["NETWORK_KEYS", "MultiDatasetModel", "is_multi_dataset", "model_from_spec"]
 
 
-class MultiDatasetNetwork(nn.Module):
-    """{name: (N, grid, in_channels)} of the input datasets (+ {name: (N, grid, target_channels)}
-    for output-only datasets) -> {name: (N, grid, out_channels)} of the output datasets."""
+def is_multi_dataset(spec: dict[str, Any]) -> bool:
+    """Whether a model spec (checkpoints and exported models carry it) is a MultiDatasetModel's."""
+    return "datasets" in spec
 
-    def __init__(
-        self,
-        graph: HeteroData,
-        in_channels: dict[str, int],
-        out_channels: dict[str, int],
-        target_channels: int = 0,
-        hidden_channels: int = 128,
-        processor_layers: int = 6,
-        mlp_hidden_layers: int = 1,
-        activation: str = "SiLU",
-        trainable_node_channels: int = 8,
-        gradient_checkpointing: dict[str, bool] | bool = False,
-        processor: str = "gnn",
-        mapper: str = "gnn",
-        num_heads: int = 4,
-        window_size: int = 64,
-        num_chunks: int = 1,
-        layer_kernels: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__()
-        if isinstance(gradient_checkpointing, bool):
-            gradient_checkpointing = dict.fromkeys(
-                ("encoder", "processor", "decoder"), gradient_checkpointing
-            )
-        self.input_names, self.output_names = list(in_channels), list(out_channels)
-        kernels = kernels_with_activation(layer_kernels, activation)
-        mlp = {"num_hidden_layers": mlp_hidden_layers}
-        static_channels = 4 + trainable_node_channels
-        names = list(dict.fromkeys(self.input_names + self.output_names))
-        self.num_nodes = {}
-        for name in [*names, "hidden"]:
-            coordinates = node_coordinates(graph, name)
-            self.num_nodes[name] = len(coordinates)
-            self.register_buffer(f"{name}_positions", position_features(coordinates), False)
-        # Learned per-node features, zero-initialised (training starts from positions).
-        self.node_parameters = nn.ParameterDict(
-            {
-                name: nn.Parameter(torch.zeros(self.num_nodes[name], trainable_node_channels))
-                for name in [*names, "hidden"]
-            }
-        )
-        mapper_args = {
-            "mlp_hidden_layers": mlp_hidden_layers,
-            "kernels": kernels,
-            "num_heads": num_heads,
-            "num_chunks": num_chunks,
-        }
 
-        def edges(edge_set: tuple[str, str, str], role: str) -> int:
-            """Registers the edge set's buffers; returns its number of attribute channels."""
-            edge_index, edge_attr = graph_edges(graph, edge_set)
-            self.register_buffer(f"{role}_edge_index", edge_index, persistent=False)
-            self.register_buffer(f"{role}_edge_attr", edge_attr, persistent=False)
-            return edge_attr.shape[1]
-
-        self.data_embeddings, self.encoders = nn.ModuleDict(), nn.ModuleDict()
-        for name, channels in in_channels.items():
-            self.data_embeddings[name] = kernels.mlp(
-                channels + static_channels, hidden_channels, hidden_channels, **mlp
-            )
-            self.encoders[name] = GraphMapper(
-                mapper,
-                hidden_channels,
-                edges((name, "to", "hidden"), f"{name}_encoder"),
-                getattr(self, f"{name}_encoder_edge_index"),
-                self.num_nodes["hidden"],
-                update_sources=name in out_channels,  # its nodes are decoded onto again
-                gradient_checkpointing=gradient_checkpointing["encoder"],
-                **mapper_args,
-            )
-        self.hidden_embedding = kernels.mlp(
-            static_channels, hidden_channels, hidden_channels, **mlp
-        )
-        self.processor = Processor(
-            processor,
-            hidden_channels,
-            edges(PROCESSOR_EDGES, "processor"),
-            processor_layers,
-            mlp_hidden_layers,
-            kernels,
-            num_heads=num_heads,
-            window_size=window_size,
-            gradient_checkpointing=gradient_checkpointing["processor"],
-        )
-        self.target_embeddings, self.decoders = nn.ModuleDict(), nn.ModuleDict()
-        self.output_mlps = nn.ModuleDict()
-        for name, channels in out_channels.items():
-            if name not in in_channels:
-                self.target_embeddings[name] = kernels.mlp(
-                    target_channels + static_channels, hidden_channels, hidden_channels, **mlp
-                )
-            self.decoders[name] = GraphMapper(
-                mapper,
-                hidden_channels,
-                edges(("hidden", "to", name), f"{name}_decoder"),
-                getattr(self, f"{name}_decoder_edge_index"),
-                self.num_nodes[name],
-                gradient_checkpointing=gradient_checkpointing["decoder"],
-                **mapper_args,
-            )
-            self.output_mlps[name] = kernels.mlp(
-                hidden_channels, hidden_channels, channels, layer_norm=False, **mlp
-            )
-
-    def _static(self, name: str, batch: int) -> torch.Tensor:
-        static = torch.cat([getattr(self, f"{name}_positions"), self.node_parameters[name]], -1)
-        return static.expand(batch, -1, -1)
-
-    def forward(
-        self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor] | None = None
-    ) -> dict[str, torch.Tensor]:
-        targets = targets or {}
-        batch = inputs[self.input_names[0]].shape[0]
-        hidden = self.hidden_embedding(self._static("hidden", 1)).expand(batch, -1, -1)
-        encoded = {}
-        for name in self.input_names:
-            x = inputs[name]
-            if x.dim() != 3 or x.shape[1] != self.num_nodes[name]:
-                raise ValueError(
-                    f"dataset {name!r}: expected (batch, {self.num_nodes[name]} nodes, channels), "
-                    f"got {tuple(x.shape)}"
-                )
-            nodes = self.data_embeddings[name](torch.cat([x, self._static(name, batch)], -1))
-            encoded[name], hidden = self.encoders[name](
-                nodes,
-                hidden,
-                getattr(self, f"{name}_encoder_edge_index"),
-                getattr(self, f"{name}_encoder_edge_attr"),
-            )
-        hidden = self.processor(hidden, self.processor_edge_index, self.processor_edge_attr)
-        outputs = {}
-        for name in self.output_names:
-            if name in encoded:
-                nodes = encoded[name]
-            else:
-                static = self._static(name, batch)
-                extra = targets.get(name, static[..., :0])
-                nodes = self.target_embeddings[name](torch.cat([extra, static], -1))
-            _, nodes = self.decoders[name](
-                hidden,
-                nodes,
-                getattr(self, f"{name}_decoder_edge_index"),
-                getattr(self, f"{name}_decoder_edge_attr"),
-            )
-            outputs[name] = self.output_mlps[name](nodes)
-        return outputs
+def model_from_spec(graph: HeteroData, spec: dict[str, Any], statistics: dict) -> nn.Module:
+    """The model class a spec describes: several datasets, else one (build_forecast_model)."""
+    if is_multi_dataset(spec):
+        return MultiDatasetModel(graph, spec, statistics)
+    return build_forecast_model(graph, spec, statistics)
 
 
 class DatasetSide(nn.Module):
@@ -236,6 +84,54 @@ class DatasetSide(nn.Module):
         return known.index_copy(-1, self.prognostic_columns, prognostic)
 
 
+class InterpolatedStart(nn.Module):
+    """A downscaler's starting point for an output-only dataset: the fields of the same names in
+    an input dataset, interpolated onto its grid (grid_interpolation: bilinear from a regular
+    grid), in its own normalisation. The network then predicts the departure from it, so an
+    untrained downscaler is that interpolation."""
+
+    def __init__(
+        self,
+        graph: HeteroData,
+        source: DatasetSide,
+        source_name: str,
+        target: DatasetSide,
+        target_name: str,
+    ) -> None:
+        super().__init__()
+        self.source_name = source_name
+        shared = [v for v in target.output_variables if v in source.variables]
+        self.variables = shared
+
+        def tensor(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long)
+
+        self.register_buffer(
+            "source_columns", tensor([source.variables.index(v) for v in shared]), False
+        )
+        self.register_buffer(
+            "target_columns", tensor([target.variables.index(v) for v in shared]), False
+        )
+        self.register_buffer(
+            "output_positions", tensor([target.output_variables.index(v) for v in shared]), False
+        )
+        index, weights = linear_weights(
+            graph[source_name].x.double().numpy(), graph[target_name].x.double().numpy()
+        )
+        self.register_buffer("index", index, False)
+        self.register_buffer("weights", weights, False)
+
+    def forward(
+        self, source_state: torch.Tensor, source: DatasetSide, target: DatasetSide
+    ) -> torch.Tensor:
+        """Normalised source state (B, E, G_source, V_source) -> (B, E, G_target, shared)."""
+        physical = source.normalizer.denormalise(
+            source_state[..., self.source_columns], self.source_columns
+        )
+        interpolated = interpolate(physical, self.index, self.weights)
+        return target.normalizer.normalise(interpolated, self.target_columns)
+
+
 class MultiDatasetModel(nn.Module):
     """{name: x (batch, time, ensemble, grid, variable)} -> {name: (batch, ensemble, grid, out)}.
 
@@ -273,7 +169,21 @@ class MultiDatasetModel(nn.Module):
             target_channels=forcings,
             **spec["network"],
         )
-        # Start from zero outputs: persistence for prognostic variables, the mean otherwise.
+        # A downscaler's output-only datasets start from their input namesakes, interpolated.
+        self.starts = nn.ModuleDict()
+        for name in self.output_names if spec["lead_steps"] == 0 else []:
+            target = self.datasets[name]
+            sources = [
+                n
+                for n in self.input_names
+                if n != name and set(target.output_variables) & set(self.datasets[n].variables)
+            ]
+            if sources:
+                self.starts[name] = InterpolatedStart(
+                    graph, self.datasets[sources[0]], sources[0], target, name
+                )
+        # Start from zero outputs: persistence for prognostic variables, the interpolated
+        # input for a downscaler's namesakes, the mean otherwise.
         for head in self.network.output_mlps.values():
             last_linear = [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
             nn.init.zeros_(last_linear.weight)
@@ -311,6 +221,11 @@ class MultiDatasetModel(nn.Module):
         for name in self.input_names:
             side, values = self.datasets[name], x[name]
             batch, steps, members, grid, _ = values.shape
+            if grid != len(side.latitudes):
+                raise ValueError(
+                    f"dataset {name!r}: expected (batch, time, ensemble, {len(side.latitudes)} "
+                    f"grid points, variables), got {tuple(values.shape)}"
+                )
             if steps != self.input_steps:
                 raise ValueError(
                     f"dataset {name!r}: the model takes {self.input_steps} input steps, got {steps}"
@@ -338,8 +253,28 @@ class MultiDatasetModel(nn.Module):
                 last = x[name][:, -1][..., side.prognostic_columns]
                 prognostic = last + out[..., side.prognostic_in_output] * side.tendency_scale
                 out = out.index_copy(-1, side.prognostic_in_output, prognostic.to(out.dtype))
+            if name in self.starts:
+                start = self.starts[name]
+                source = self.datasets[start.source_name]
+                base = start(x[start.source_name][:, -1], source, side)
+                positions = start.output_positions
+                out = out.index_copy(-1, positions, (out[..., positions] + base).to(out.dtype))
             result[name] = out
         return result
+
+    def variables_summary(self) -> dict[str, Any]:
+        """Per dataset: all, input, output, forcing and diagnostic variables (export metadata)."""
+        summary: dict[str, Any] = {"computed_forcings": list(self.spec["computed_forcings"])}
+        for name, side in self.datasets.items():
+            roles = self.spec["datasets"][name]
+            summary[name] = {
+                "all": side.variables,
+                "input": side.input_variables,
+                "output": side.output_variables,
+                "forcing": roles["forcing"],
+                "diagnostic": roles["diagnostic"],
+            }
+        return summary
 
     @torch.no_grad()
     def predict(

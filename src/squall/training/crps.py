@@ -86,7 +86,8 @@ class EnsembleLoss(nn.Module):
             names = [scaler.name for scaler in scalers if "ensemble" in scaler.dims]
             raise ValueError(f"scalers {names} weigh members, which an ensemble loss compares")
         self.kind = kind
-        self.alpha = KERNEL_KINDS.get(kind) if KERNEL_KINDS.get(kind) is not None else alpha
+        fixed = KERNEL_KINDS.get(kind)  # crps and fair_crps fix alpha; energy has none
+        self.alpha = alpha if fixed is None else fixed
         self.scaler_names = [scaler.name for scaler in scalers]
         self.register_buffer("weight", scaler_weight(scalers), persistent=False)
 

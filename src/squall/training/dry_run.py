@@ -36,12 +36,19 @@ def _device(config: SquallConfig) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
+def _as_batch(sample: Any, device: torch.device) -> Any:
+    """One sample as a batch of one on the device (several datasets: a dict per dataset)."""
+    if isinstance(sample, dict):
+        return {key: _as_batch(value, device) for key, value in sample.items()}
+    return sample[None].to(device)
+
+
 def dry_run(config: SquallConfig) -> dict[str, Any]:
     assembly = assemble(config)
     device = _device(config)
     task = assembly.task.to(device)
     sample = assembly.datamodule.samples["training"][0]
-    batch = {key: value[None].to(device) for key, value in sample.items()}
+    batch = _as_batch(sample, device)
     steps = config.task.rollout.maximum
     bf16 = config.system.hardware.precision.startswith("bf16")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()

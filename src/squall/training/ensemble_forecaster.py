@@ -66,7 +66,7 @@ class EnsembleForecaster(Forecaster):
         per_point = {
             # fair CRPS; a one-member "ensemble" has the standard one (its absolute error)
             "crps": kernel_crps(physical, truth, alpha=1.0 if self.members > 1 else 0.0),
-            "variance": physical.var(dim=2, keepdim=True),
+            "variance": physical.var(dim=2, keepdim=True, correction=int(self.members > 1)),
             "squared_error": (physical.mean(dim=2, keepdim=True) - truth) ** 2,
         }
         for kind, values in per_point.items():

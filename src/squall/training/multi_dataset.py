@@ -66,9 +66,7 @@ class MultiDatasetTask(Forecaster):
     def _dataset_metric(self, name: str, variable: str, lead: int) -> str:
         return f"{name}__{variable}__{lead * self.step_hours}h"  # no '/' in ModuleDict keys
 
-    def _roll_out(
-        self, batch: dict[str, Any], steps: int
-    ) -> tuple[Tensors, Tensors, Tensors]:
+    def _roll_out(self, batch: dict[str, Any], steps: int) -> tuple[Tensors, Tensors, Tensors]:
         """Normalised predictions and targets {name: (B, steps, E, G, V_out)} of the output
         datasets, feeding predicted prognostic variables back, and the masks of target points
         missing in the data."""
@@ -96,7 +94,9 @@ class MultiDatasetTask(Forecaster):
                 break
             for name in model.input_names:  # next state: prognostic fed back, the rest read
                 side, truth = model.datasets[name], data[name][:, index]
-                new = side.next_input_state(prediction[name], truth) if name in prediction else truth
+                new = (
+                    side.next_input_state(prediction[name], truth) if name in prediction else truth
+                )
                 state[name] = torch.cat([state[name][:, 1:], new[:, None]], dim=1)
         outputs, targets, skips = {}, {}, {}
         for name in model.output_names:
@@ -107,15 +107,26 @@ class MultiDatasetTask(Forecaster):
             skips[name] = model.datasets[name].normalizer.nan_mask(raw)
         return outputs, targets, skips
 
+    def dataset_losses(self, predictions: Tensors, targets: Tensors, skips: Tensors) -> Tensors:
+        """Each output dataset's loss, unweighted."""
+        return {
+            name: self.losses[name](predictions[name], targets[name], skips[name])
+            for name in self.model.output_names
+        }
+
+    def loss(self, predictions: Tensors, targets: Tensors, skips: Tensors) -> torch.Tensor:
+        """The training loss: the datasets' losses times their weights, summed (called as the
+        forecaster's loss module is, e.g. by the pre-flight's dry run)."""
+        parts = self.dataset_losses(predictions, targets, skips)
+        return sum(self.loss_weights.get(name, 1.0) * part for name, part in parts.items())
+
     def _loss(self, batch: dict[str, Any], steps: int, stage: str) -> tuple[torch.Tensor, tuple]:
         rolled = self._roll_out(batch, steps)
-        predictions, targets, skips = rolled
         size = batch["time"].shape[0]
-        total = 0.0
-        for name in self.model.output_names:
-            part = self.losses[name](predictions[name], targets[name], skips[name])
+        parts = self.dataset_losses(*rolled)
+        for name, part in parts.items():
             self.log(f"{stage}_loss/{name}", part, batch_size=size, sync_dist=stage == "val")
-            total = total + self.loss_weights.get(name, 1.0) * part
+        total = sum(self.loss_weights.get(name, 1.0) * part for name, part in parts.items())
         return total, rolled
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

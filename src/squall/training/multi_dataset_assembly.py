@@ -51,7 +51,9 @@ def assemble_multi_dataset(config: SquallConfig) -> Assembly:
     initialised = initialise(model, config.training.initialisation)
     losses = {
         # each dataset's loss on its own grid: its node attributes feed the node scalers
-        name: build_training_loss(config, model.datasets[name], statistics[name], {"data": graph[name]})
+        name: build_training_loss(
+            config, model.datasets[name], statistics[name], {"data": graph[name]}
+        )
         for name in model.output_names
     }
     task = MultiDatasetTask(
@@ -68,7 +70,10 @@ def assemble_multi_dataset(config: SquallConfig) -> Assembly:
     loader = config.dataloader
     datamodule = MultiDataModule(
         {
-            name: {"dataset": config.system.input.datasets[name].dataset, "variables": roles["variables"]}
+            name: {
+                "dataset": config.system.input.datasets[name].dataset,
+                "variables": roles["variables"],
+            }
             for name, roles in datasets.items()
         },
         windows={

@@ -109,7 +109,9 @@ def multi_dataset_preflight(config: SquallConfig) -> dict[str, Any]:
             )
     unknown = [f for f in config.data.computed_forcings if f not in COMPUTED_FORCINGS]
     if unknown:
-        raise ValueError(f"data.computed_forcings names {unknown}; squall computes {COMPUTED_FORCINGS}")
+        raise ValueError(
+            f"data.computed_forcings names {unknown}; squall computes {COMPUTED_FORCINGS}"
+        )
     load_multi_dataset_graph(config, stores)
     windows = {"validation": config.dataloader.validation}
     if config.dataloader.test.start and config.dataloader.test.end:
@@ -121,7 +123,10 @@ def multi_dataset_preflight(config: SquallConfig) -> dict[str, Any]:
         check_statistics_inside_training(statistics, config.dataloader.training)
         model_statistics(statistics, variables, config.data.timestep)
     step = int(frequency_to_timedelta(config.data.timestep) / frequency)
-    rollouts = {"training": config.task.rollout.maximum, "validation": config.task.validation_rollout}
+    rollouts = {
+        "training": config.task.rollout.maximum,
+        "validation": config.task.validation_rollout,
+    }
     for stage, rollout in rollouts.items():
         window = getattr(config.dataloader, stage)
         selected = {

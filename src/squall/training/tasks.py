@@ -37,10 +37,13 @@ def task_model_spec(
     spec: dict[str, Any], task: TaskConfig, field_shape: tuple[int, ...]
 ) -> dict[str, Any]:
     """The model spec with the task's parts: what the output is added to, the autoencoder's
-    bottleneck (no decoder skip) and a limited-area model's boundary."""
+    bottleneck (no decoder skip), the interpolator's times (in dataset steps) and a
+    limited-area model's boundary."""
     spec = copy.deepcopy(spec) | {"task": task.name}
     if task.name == "autoencoder":
         spec["network"]["decoder_skip"] = False
+    if task.name == "interpolator":  # an exported interpolator says which times it relates
+        spec["explicit_times"] = task.explicit_times.model_dump()
     if task.boundary is not None:
         regional_shape = list(field_shape) if task.boundary.ring_width else None
         spec["boundary"] = task.boundary.model_dump() | {"field_shape": regional_shape}

@@ -50,9 +50,9 @@ def graph_attention_reference(
     batch, num_targets, channels = query.shape
     head_channels = channels // num_heads
     source_index, target_index = edge_index[0], edge_index[1]
-    key, value = (
-        kv_source.index_select(1, source_index) + kv_edge.to(kv_source.dtype)
-    ).chunk(2, dim=-1)
+    key, value = (kv_source.index_select(1, source_index) + kv_edge.to(kv_source.dtype)).chunk(
+        2, dim=-1
+    )
     edges = key.shape[1]
     per_edge_query = query.index_select(1, target_index).reshape(
         batch, edges, num_heads, head_channels

@@ -8,7 +8,13 @@ import triton.language as tl
 
 @triton.jit
 def segment_sum_kernel(
-    messages, offsets, out, batch_stride, row_stride, channels, num_targets,
+    messages,
+    offsets,
+    out,
+    batch_stride,
+    row_stride,
+    channels,
+    num_targets,
     BLOCK: tl.constexpr,
 ):
     node = tl.program_id(0).to(tl.int64)
@@ -21,5 +27,8 @@ def segment_sum_kernel(
     base = messages + sample * batch_stride + columns
     for edge in range(start, end):
         acc += tl.load(base + edge * row_stride, mask=valid, other=0.0).to(tl.float32)
-    tl.store(out + (sample * num_targets + node) * channels + columns,
-             acc.to(out.dtype.element_ty), mask=valid)
+    tl.store(
+        out + (sample * num_targets + node) * channels + columns,
+        acc.to(out.dtype.element_ty),
+        mask=valid,
+    )
