@@ -7,14 +7,19 @@ Usage: python benchmarks/tasks_regional.py results/datasets/storm.zarr \
                     storm_stretched=results/storm_stretched/model.squall
 
 The limited-area model's ring is the true state by construction, so only the interior is a fair
-comparison with it. Prints markdown (RMSE per variable, lead and region, area-weighted by
+comparison with it. `--ring-only NAME` also scores model NAME with the boundary ring forced at
+inference only (same weights, no retraining): the effect of the boundary forcing alone. Prints
+markdown (RMSE per variable, lead and region, area-weighted by
 cos(latitude)) and writes CSV (--out, default results/regional_scores.csv).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +42,17 @@ def regions(store) -> dict[str, np.ndarray]:
         "interior": ~ring_mask(store.field_shape, RING_WIDTH).numpy(),
         "box": in_box(store.latitudes, store.longitudes, BOX),
     }
+
+
+def with_boundary_ring(artifact: str, field_shape, folder: Path) -> str:
+    """A copy of `artifact` whose model forces the boundary ring (it adds no weights)."""
+    copy = folder / f"{Path(artifact).name}.ring"
+    shutil.copytree(artifact, copy)
+    metadata = json.loads((copy / "metadata.json").read_text())
+    boundary = {"ring_width": RING_WIDTH, "domain_mask": None, "field_shape": list(field_shape)}
+    metadata["model_spec"]["boundary"] = boundary
+    (copy / "metadata.json").write_text(json.dumps(metadata))
+    return str(copy)
 
 
 def regional_scores(
@@ -94,10 +110,15 @@ def main() -> None:
     parser.add_argument("--end", required=True)
     parser.add_argument("--lead-time", type=int, default=24, help="hours")
     parser.add_argument("--models", nargs="+", required=True, help="name=path/to/model.squall")
+    parser.add_argument("--ring-only", nargs="*", default=[], help="model names (see above)")
     parser.add_argument("--out", default="results/regional_scores.csv")
     args = parser.parse_args()
     models = dict(entry.split("=", 1) for entry in args.models)
-    scores = regional_scores(args.dataset, args.start, args.end, args.lead_time, models)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.ring_only:
+            shape = open_dataset(args.dataset).field_shape
+            models[f"{name}+ring"] = with_boundary_ring(models[name], shape, Path(folder))
+        scores = regional_scores(args.dataset, args.start, args.end, args.lead_time, models)
     out = Path(args.out)
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     scores.to_csv(temporary, index=False)
