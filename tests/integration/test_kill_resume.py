@@ -19,6 +19,7 @@ from storm_sample import REPO, pipeline_overrides
 from squall.training.callbacks import FINAL, LAST
 from squall.training.preflight import validate_to_file
 from squall.training.walltime import (
+    CHECKPOINT_KEY,
     INTERRUPTED_EXIT_CODE,
     RUN_STATE,
     resumable_checkpoint,
@@ -148,7 +149,7 @@ def test_walltime_signal_stops_every_rank_and_auto_resume_continues(storm_inputs
 
 
 def test_auto_resume_takes_only_an_unfinished_run_of_the_same_config(tmp_path):
-    (tmp_path / LAST).write_bytes(b"checkpoint")
+    torch.save({CHECKPOINT_KEY: {"config": "abc"}}, tmp_path / LAST)
     assert resumable_checkpoint(tmp_path, "abc") is None  # no state: never started here
     for status, config, expected in [
         ("interrupted", "abc", tmp_path / LAST),
@@ -158,6 +159,10 @@ def test_auto_resume_takes_only_an_unfinished_run_of_the_same_config(tmp_path):
     ]:
         write_run_state(tmp_path, status, config, step=3)
         assert resumable_checkpoint(tmp_path, "abc") == expected, (status, config)
+    # A run of this config killed before its first last.ckpt: the file there is another run's.
+    torch.save({CHECKPOINT_KEY: {"config": "older config"}}, tmp_path / LAST)
+    write_run_state(tmp_path, "running", "abc", step=0)
+    assert resumable_checkpoint(tmp_path, "abc") is None
     (tmp_path / LAST).unlink()
     write_run_state(tmp_path, "interrupted", "abc", step=3)
     assert resumable_checkpoint(tmp_path, "abc") is None

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 
 from squall.training.callbacks import LAST
 
 RUN_STATE = "run_state.json"
+CHECKPOINT_KEY = "squall_run"  # in every checkpoint: the fingerprint of the config that wrote it
 INTERRUPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again", which is what the caller should do
 
 
@@ -64,12 +66,19 @@ def read_run_state(directory: Path) -> dict[str, Any] | None:
 
 
 def resumable_checkpoint(directory: Path, fingerprint: str) -> Path | None:
-    """last.ckpt of an unfinished run (interrupted, or killed while running) of this config."""
+    """last.ckpt of an unfinished run (interrupted, or killed while running) of this config.
+
+    The checkpoint itself must say it belongs to this config: a run killed before it wrote its
+    first last.ckpt leaves an older run's file there, which must not be taken for its own."""
     state = read_run_state(directory)
     last = directory / LAST
     if state is None or not last.is_file():
         return None
     if state["status"] == "completed" or state["config"] != fingerprint:
+        return None
+    # mmap: the tensors are not read, only the small dictionary around them
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    if checkpoint.get(CHECKPOINT_KEY, {}).get("config") != fingerprint:
         return None
     return last
 
@@ -121,6 +130,9 @@ class WallTimeGuard(Callback):
         if self.seconds is not None and time.monotonic() - self.started >= self.seconds:
             return f"time limit of {self.seconds / 60:g} minutes"
         return None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"config": self.fingerprint}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.reason is not None:
