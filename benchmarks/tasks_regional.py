@@ -10,7 +10,8 @@ The limited-area model's ring is the true state by construction, so only the int
 comparison with it. `--ring-only NAME` also scores model NAME with the boundary ring forced at
 inference only (same weights, no retraining): the effect of the boundary forcing alone. Prints
 markdown (RMSE per variable, lead and region, area-weighted by
-cos(latitude)) and writes CSV (--out, default results/regional_scores.csv).
+cos(latitude), over the initial times verified at every lead) and writes CSV (--out, default
+results/regional_scores.csv).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def regional_scores(
         for i, j in np.ndindex(index.shape):
             if index[i, j] < len(store) and int(index[i, j]) not in store.missing:
                 truth[i, j] = store.read([int(index[i, j])])[0, columns, 0].T
+        # Only initial times verified at every lead: a boundary model has no forecast from
+        # those without the truth of their whole rollout, the others would be scored on more.
+        whole = ~np.isnan(truth).any(axis=(1, 2, 3))
+        values, truth = values[whole], truth[whole]
         leads = forecasts.lead_time.values.astype("timedelta64[h]").astype(int)
         for region, mask in regions(store).items():
             scores = rmse(values[:, :, mask], truth[:, :, mask], weights[mask])
