@@ -112,7 +112,6 @@ def _config_schema(args: argparse.Namespace) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from squall.training.trainer import train_from_file
-
     from squall.training.walltime import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 
     try:

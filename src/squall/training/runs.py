@@ -32,8 +32,8 @@ def resolve_resume(
         run = MlflowClient(tracking_uri=tracking_uri).get_run(resume)
     except MlflowException:
         raise ValueError(
-            f"--resume {resume!r} is neither a checkpoint file, nor 'auto' or 'last', nor a run id in the "
-            f"MLflow store {tracking_uri}"
+            f"--resume {resume!r} is neither a checkpoint file, nor 'auto' or 'last', nor a run "
+            f"id in the MLflow store {tracking_uri}"
         ) from None
     folder = run.data.tags.get(CHECKPOINTS_TAG)
     if folder is None or not (Path(folder) / LAST).is_file():

@@ -1,6 +1,7 @@
 """What each task adds to the forecaster's assembly: its sample dates, its model spec and its
 Lightning module (forecaster, interpolator, autoencoder; a forecaster with a boundary is a
-limited-area model)."""
+limited-area model; the training methods beside the deterministic one train a forecaster as an
+ensemble (CRPS) or by denoising (diffusion))."""
 
 from __future__ import annotations
 
@@ -14,8 +15,16 @@ from squall.config.schema import TaskConfig
 from squall.data.sampling import sample_offsets
 from squall.models.interface import ForecastModel
 from squall.training.autoencoder import Autoencoder
+from squall.training.diffusion_forecaster import DiffusionForecaster
+from squall.training.ensemble_forecaster import EnsembleForecaster
 from squall.training.forecaster import Forecaster
 from squall.training.interpolator import Interpolator
+
+# Training methods of a forecaster: to the model and the data they are forecaster tasks.
+METHODS: dict[str, type[Forecaster]] = {
+    "ensemble_forecaster": EnsembleForecaster,
+    "diffusion_forecaster": DiffusionForecaster,
+}
 
 
 def task_offsets(task: TaskConfig, step: int, rollout: int) -> np.ndarray:
@@ -38,8 +47,11 @@ def task_model_spec(
 ) -> dict[str, Any]:
     """The model spec with the task's parts: what the output is added to, the autoencoder's
     bottleneck (no decoder skip), the interpolator's times (in dataset steps) and a
-    limited-area model's boundary."""
-    spec = copy.deepcopy(spec) | {"task": task.name}
+    limited-area model's boundary; a diffusion model's settings (its sampler included), so that
+    a checkpoint or an export rebuilds it."""
+    spec = copy.deepcopy(spec) | {"task": "forecaster" if task.name in METHODS else task.name}
+    if task.name == "diffusion_forecaster":
+        spec["diffusion"] = task.diffusion.model_dump()
     if task.name == "autoencoder":
         spec["network"]["decoder_skip"] = False
     if task.name == "interpolator":  # an exported interpolator says which times it relates
@@ -61,6 +73,8 @@ def build_task(
     """The Lightning module of config['task']['name']; metrics weigh the domain only."""
     weights = area_weight if model.forced is None else area_weight * ~model.forced
     name = config["task"]["name"]
+    if name in METHODS:
+        return METHODS[name](model, config, statistics, loss, weights)
     if name == "interpolator":
         return Interpolator(model, config, statistics, loss, weights, frequency_seconds)
     task_class = Autoencoder if name == "autoencoder" else Forecaster

@@ -36,11 +36,10 @@ from squall.training.initialisation import (
     read_checkpoint,
 )
 from squall.training.losses import build_loss
-from squall.training.methods import METHODS, build_method_task, method_model_spec
 from squall.training.preflight import model_statistics, model_variables
 from squall.training.runs import resolve_resume, run_tags
 from squall.training.scalers import build_scalers
-from squall.training.tasks import build_task, task_model_spec, task_offsets
+from squall.training.tasks import METHODS, build_task, task_model_spec, task_offsets
 from squall.training.tracking import SystemMetrics, store_lock
 from squall.training.walltime import (
     TrainingInterrupted,
@@ -146,23 +145,17 @@ def assemble(config: SquallConfig) -> Assembly:
         load_statistics(inputs.statistics), variables, config.data.timestep
     )
     spec = task_model_spec(build_model_spec(config, variables), config.task, dataset.field_shape)
-    spec = method_model_spec(spec, config.task)
     model = build_forecast_model(graph, spec, statistics)
     initialised = initialise(model, config.training.initialisation)
     loss = build_training_loss(config, model, statistics, graph)
-    if config.task.name in METHODS:  # ensemble CRPS or diffusion training of a forecaster
-        task = build_method_task(
-            model, config.model_dump(mode="json"), statistics, loss, graph["data"].area_weight
-        )
-    else:
-        task = build_task(
-            model,
-            config.model_dump(mode="json"),
-            statistics,
-            loss,
-            graph["data"].area_weight,
-            int(dataset.frequency.total_seconds()),
-        )
+    task = build_task(
+        model,
+        config.model_dump(mode="json"),
+        statistics,
+        loss,
+        graph["data"].area_weight,
+        int(dataset.frequency.total_seconds()),
+    )
 
     step = int(frequency_to_timedelta(config.data.timestep) / dataset.frequency)
     loader = config.dataloader
