@@ -26,9 +26,10 @@ def hidden_name(level: int) -> str:
     return "hidden" if level == 0 else f"hidden_{level + 1}"
 
 
-class _Builder:
-    """Holds the graph under construction and its float64 coordinates (the float32 copies in
-    the graph would make edge attributes depend on how a longitude was written)."""
+class GraphBuilder:
+    """Builds one graph from a recipe (single- and multi-dataset graphs share it). Holds the
+    graph under construction and its float64 coordinates (the float32 copies in the graph
+    would make edge attributes depend on how a longitude was written)."""
 
     def __init__(self, recipe: GraphRecipe) -> None:
         self.recipe = recipe
@@ -117,7 +118,7 @@ def create_graph(data: DataNodes, recipe: GraphRecipe | dict | None = None) -> H
     per level. Data nodes keep the grid's order; hidden nodes are sorted by latitude, longitude.
     """
     recipe = recipe if isinstance(recipe, GraphRecipe) else load_recipe(recipe)
-    builder = _Builder(recipe)
+    builder = GraphBuilder(recipe)
     latlon = data.latlon_rad
     builder.add_nodes("data", latlon)
     weights = recipe.data.area_weights

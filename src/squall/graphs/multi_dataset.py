@@ -15,7 +15,7 @@ import numpy as np
 from torch_geometric.data import HeteroData
 
 from squall.graphs.attributes import area_weights
-from squall.graphs.create import PROCESSOR, _Builder
+from squall.graphs.create import PROCESSOR, GraphBuilder
 from squall.graphs.data_nodes import DataNodes, load_data_nodes
 from squall.graphs.hidden_nodes import build_hidden_levels
 from squall.graphs.io import save_graph
@@ -47,7 +47,7 @@ def create_multi_dataset_graph(
         raise ValueError("hidden.area_mask is not supported for several datasets; remove it")
     if len(datasets) < 2:
         raise ValueError(f"a multi-dataset graph needs two datasets or more, got {list(datasets)}")
-    builder = _Builder(recipe)
+    builder = GraphBuilder(recipe)
     weights = recipe.data.area_weights
     for name, nodes in datasets.items():
         if name == "hidden" or name.startswith("hidden_"):
