@@ -4,6 +4,9 @@
 #   bash benchmarks/gpu/run_gpu.sh            (MATRIX=full: tests + anchor + squall A/B)
 #   MATRIX=squall bash benchmarks/gpu/run_gpu.sh   (squall rows only)
 #   MATRIX=gt bash benchmarks/gpu/run_gpu.sh       (tests, graph-transformer rows and their anchor)
+#   MATRIX=v4 bash benchmarks/gpu/run_gpu.sh       (tests, v4 rows of both models, the anchor's two)
+#   MATRIX=v4b bash benchmarks/gpu/run_gpu.sh      (GT rows, the node-level route at 4 heads, anchor)
+#   SQUALL_EDGE_PROJECTION=node before any of them: the node-level edge projection (NOTES v4)
 #   REFERENCE=1 adds the plain-PyTorch path on the GPU; COMPILE=1 the torch.compile experiment
 # RESULT/PEAK/PROFILE lines go to stdout and to $OUT/gpu_bench.log.
 set -u
@@ -21,12 +24,17 @@ squall() {  # squall TAG ARGS...
     | grep -v -E "^\s*$|Warning|warn\(" | tail -n 40 | tee -a "$LOG"
 }
 
-anchor_nockpt() {  # anchor_nockpt MODEL: the anchor without checkpointing (not in its headline)
+anchor() {  # anchor TAG ARGS...: one anchor row (anemoi_step.py) outside its headline matrix
   [ -n "${SITE:-}" ] || { SITE=$(mktemp -d); python3 -m pip install -q --no-index --no-deps \
       --no-compile --target "$SITE" .anchor-bench/whl/*.whl; }
-  echo "### anchor $1-nockpt" | tee -a "$LOG"
+  echo "### anchor $1" | tee -a "$LOG"
+  local tag=$1; shift
   PYTHONPATH="$SITE" timeout 150 python3 .anchor-bench/anemoi_step.py --graph .anchor-bench/graphs/graph_1deg_l5.pt \
-    --model "$1" --no-ckpt --warmup 5 --steps 30 --tag "$1-l5-nockpt" 2>&1 | grep -E "RESULT|Error" | tee -a "$LOG"
+    --warmup 5 --steps 30 --tag "$tag" "$@" 2>&1 | grep -E "RESULT|Error" | tee -a "$LOG"
+}
+
+anchor_nockpt() {  # anchor_nockpt MODEL: the anchor without checkpointing (not in its headline)
+  anchor "$1-l5-nockpt" --model "$1" --no-ckpt
 }
 
 if [ "$MATRIX" = gt ]; then  # graph-transformer rows only, each beside the anchor's
@@ -35,11 +43,31 @@ if [ "$MATRIX" = gt ]; then  # graph-transformer rows only, each beside the anch
   squall gt-ckpt-chunks1 --model gt --num-chunks 1
   squall gt-nockpt-chunks1 --model gt --no-ckpt --num-chunks 1
   squall gt-mlp2-ckpt --model gt --mlp-hidden-layers 2
-  SITE=$(mktemp -d)
-  python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" .anchor-bench/whl/*.whl
-  echo "### anchor gt" | tee -a "$LOG"
-  PYTHONPATH="$SITE" timeout 150 python3 .anchor-bench/anemoi_step.py --graph .anchor-bench/graphs/graph_1deg_l5.pt \
-    --model gt --backend triton --warmup 5 --steps 30 --tag gt-l5-triton 2>&1 | grep -E "RESULT|Error" | tee -a "$LOG"
+  anchor gt-l5-triton --model gt --backend triton
+  anchor_nockpt gt
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = v4 ]; then  # default routes, parameter-matched widths, both anchors
+  timeout 300 python3 -m pytest -q -m gpu tests/models/test_kernels.py \
+    tests/models/test_models_processors.py -p no:cacheprovider 2>&1 | tail -n 25 | tee -a "$LOG"
+  squall gt-ckpt --model gt --peak --profile 3
+  squall gt-ckpt-chunks1 --model gt --num-chunks 1
+  squall gt-ckpt-ratio3.25 --model gt --mlp-hidden-ratio 3.25
+  squall gnn-ckpt --model gnn
+  squall gnn-ckpt-ratio1.3 --model gnn --mlp-hidden-ratio 1.3
+  MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = v4b ]; then  # node- vs edge-level projection at 4 heads; GT table rows
+  SQUALL_EDGE_PROJECTION=node squall gt-ckpt-heads4-node-route --model gt --heads 4
+  squall gt-ckpt-heads4-edge-route --model gt --heads 4
+  squall gt-ckpt-edge-route --model gt --peak
+  squall gt-ckpt-chunks1-edge-route --model gt --num-chunks 1
+  squall gt-ckpt-ratio3.25-edge-route --model gt --mlp-hidden-ratio 3.25
+  squall gt-nockpt-chunks1-edge-route --model gt --no-ckpt --num-chunks 1
+  anchor gt-l5-triton --model gt --backend triton
   anchor_nockpt gt
   echo "done" | tee -a "$LOG"
   exit 0

@@ -8,8 +8,10 @@ The matrix FLOPs of one step are counted with torch's FlopCounterMode (matmuls o
 checkpointing recompute included) and divided by the median step time.
 
 Usage: python benchmarks/gpu/step_bench.py --graph G.pt --model gt|gnn [--no-ckpt] [--peak]
+       [--mlp-hidden-ratio R] (R 3.25 / 1.3: the anchor's parameter count within ~1%)
 Prints one `RESULT {json}` line (and `PEAK {json}` with --peak: the bf16 matmul ceiling).
-SQUALL_FUSED_KERNELS=0 runs the plain PyTorch path on the GPU, for A/B comparison.
+SQUALL_FUSED_KERNELS=0 runs the plain PyTorch path on the GPU, for A/B comparison;
+SQUALL_EDGE_PROJECTION=edge|node forces the graph transformer's edge-projection route.
 """
 
 from __future__ import annotations
@@ -59,9 +61,10 @@ def build(args, graph) -> EncoderProcessorDecoder:
         hidden_channels=args.channels or channels,
         processor_layers=args.layers,
         mlp_hidden_layers=args.mlp_hidden_layers,
+        mlp_hidden_ratio=args.mlp_hidden_ratio,
         processor=kind,
         mapper=kind,
-        num_heads=heads,
+        num_heads=args.heads or heads,
         trainable_node_channels=8,  # as the anchor's node/edge_trainable_parameters
         trainable_edge_channels=8,
         gradient_checkpointing=not args.no_ckpt,
@@ -80,7 +83,11 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="gt")
     parser.add_argument("--channels", type=int, default=None)
     parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--heads", type=int, default=None, help="attention heads (default 16)")
     parser.add_argument("--mlp-hidden-layers", type=int, default=1)
+    parser.add_argument(
+        "--mlp-hidden-ratio", type=float, default=None, help="blocks' MLP width / channels"
+    )
     parser.add_argument("--no-ckpt", action="store_true")
     parser.add_argument("--num-chunks", type=int, default=None, help="mappers' target chunks")
     parser.add_argument("--compile", action="store_true", help="torch.compile each graph block")
@@ -139,7 +146,10 @@ def main() -> None:
         "kind": MODELS[args.model][0],
         "channels": args.channels or MODELS[args.model][1],
         "layers": args.layers,
+        "heads": args.heads or MODELS[args.model][2],
         "mlp_hidden_layers": args.mlp_hidden_layers,
+        "mlp_hidden_ratio": args.mlp_hidden_ratio,
+        "edge_projection": os.environ.get("SQUALL_EDGE_PROJECTION", "edge"),
         "grad_ckpt": not args.no_ckpt,
         "num_chunks": args.num_chunks or MODELS[args.model][3],
         "compile": args.compile,

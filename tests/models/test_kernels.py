@@ -14,6 +14,7 @@ import torch
 
 from squall.models.graph_transformer import GraphTransformerBlock
 from squall.models.kernels import (
+    edge_attention,
     gather_rows,
     graph_attention,
     graph_attention_reference,
@@ -88,6 +89,13 @@ def test_gnn_first_layer_by_parts_equals_the_concatenated_layer():
     assert gated_block(x_src, x_dst, edge_index, edges)[0].shape == out.shape
 
 
+def edge_attention_reference(query, kv_source, edges, linear, edge_index, heads):
+    """The edge route written out: every edge projected, then graph_attention_reference."""
+    kv_edge = linear(edges)
+    kv_edge = kv_edge.unsqueeze(0) if kv_edge.dim() == 2 else kv_edge
+    return graph_attention_reference(query, kv_source, kv_edge, edge_index, heads)
+
+
 INTERPRETER_CHECK = r"""
 import torch
 from squall.models.kernels import graph_attention, graph_attention_reference, segment_sum
@@ -123,6 +131,31 @@ for rows, channels, with_bias in [(37, 24, True), (130, 64, False)]:
     expected = torch.autograd.grad(reference, inputs, grad)
     pairs = zip(torch.autograd.grad(fused, inputs, grad), expected)
     errors = [relative_error(fused, reference)] + [relative_error(a, b) for a, b in pairs]
+    assert max(errors) < 1e-5, errors
+import os
+from squall.models.kernels import edge_attention
+from tests.models.test_kernels import edge_attention_reference
+os.environ["SQUALL_EDGE_PROJECTION"] = "node"
+for batch, heads, channels, edge_channels, edge_batch, bias, num_edges in [
+    (2, 4, 32, 24, 1, True, 45), (1, 3, 24, 24, 1, True, 150), (2, 2, 16, 16, 2, False, 100),
+    (1, 2, 128, 96, 1, True, 60),  # 64-channel heads: the kernels' one-head column blocks
+]:
+    edge_index = random_graph(7, 6, num_edges)
+    linear = torch.nn.Linear(edge_channels, 2 * channels, bias=bias).double()
+    shape = (edge_batch, num_edges, edge_channels)[edge_batch == 1 :]
+    inputs = [torch.randn(batch, 6, channels, dtype=torch.float64),
+              torch.randn(batch, 7, 2 * channels, dtype=torch.float64),
+              torch.randn(*shape, dtype=torch.float64)]
+    inputs = [t.requires_grad_() for t in inputs]
+    reference = edge_attention_reference(*inputs, linear, edge_index, heads)
+    grad = torch.randn_like(reference)
+    expected = torch.autograd.grad(reference, inputs + list(linear.parameters()), grad)
+    inputs = [t.detach().float().requires_grad_() for t in inputs]  # tl.dot: fp32 at most
+    linear = linear.float()
+    fused = edge_attention(*inputs, linear, edge_index, heads)
+    got = torch.autograd.grad(fused, inputs + list(linear.parameters()), grad.float())
+    errors = [relative_error(fused, reference)]
+    errors += [relative_error(a, b) for a, b in zip(got, expected)]
     assert max(errors) < 1e-5, errors
 print("interpreted kernels agree")
 """
@@ -172,6 +205,51 @@ def test_fused_graph_attention_matches_reference_in_bf16(heads, channels, edge_b
 
 @pytest.mark.gpu
 @cuda
+@pytest.mark.parametrize(
+    "heads,channels,edge_channels,edge_batch,num_edges",
+    [(16, 1024, 1024, 1, 1600), (4, 96, 40, 2, 2500), (8, 256, 256, 1, 6000)],
+)
+def test_node_level_edge_attention_matches_reference_in_bf16(
+    heads, channels, edge_channels, edge_batch, num_edges, monkeypatch
+):
+    """Edge projection at node level (8 to 30 edges per target, one target with none): output
+    and the gradients of every input and of the edge projection's weight and bias."""
+    monkeypatch.setenv("SQUALL_EDGE_PROJECTION", "node")
+    torch.manual_seed(heads + channels)
+    batch, num_sources, num_targets = 2, 300, 200
+    edge_index = random_graph(num_sources, num_targets, num_edges, "cuda")
+    edge_shape = (num_edges, edge_channels) if edge_batch == 1 else (2, num_edges, edge_channels)
+    inputs = [
+        torch.randn(batch, num_targets, channels, device="cuda"),
+        torch.randn(batch, num_sources, 2 * channels, device="cuda"),
+        torch.randn(*edge_shape, device="cuda"),
+    ]
+    linear = torch.nn.Linear(edge_channels, 2 * channels).cuda()
+    with torch.no_grad():
+        linear.weight.copy_(linear.weight.bfloat16().float())
+        linear.bias.normal_()
+    grad = torch.randn(batch, num_targets, channels, device="cuda")
+    exact_linear = torch.nn.Linear(edge_channels, 2 * channels).cuda().double()
+    exact_linear.load_state_dict(linear.state_dict())
+    exact_inputs = [t.bfloat16().double().requires_grad_() for t in inputs]
+    exact = edge_attention_reference(*exact_inputs, exact_linear, edge_index, heads)
+    exact_grads = torch.autograd.grad(
+        exact, exact_inputs + list(exact_linear.parameters()), grad.double()
+    )
+    bf16_inputs = [t.bfloat16().requires_grad_() for t in inputs]
+    fused = edge_attention(*bf16_inputs, linear, edge_index, heads)
+    assert fused.dtype == torch.bfloat16 and torch.isfinite(fused).all()
+    fused_grads = torch.autograd.grad(
+        fused, bf16_inputs + list(linear.parameters()), grad.bfloat16()
+    )
+    assert relative_error(fused, exact) < 1e-2
+    for got, expected in zip(fused_grads, exact_grads, strict=True):
+        assert got.shape == expected.shape
+        assert relative_error(got, expected) < 2e-2
+
+
+@pytest.mark.gpu
+@cuda
 def test_fused_segment_sum_matches_reference():
     edge_index = random_graph(50, 400, 3000, "cuda")
     messages = torch.randn(2, 3000, 384, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -185,9 +263,13 @@ def test_fused_segment_sum_matches_reference():
 
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("kind", ["graphtransformer", "gnn"])
-def test_blocks_agree_between_fused_and_reference_paths(kind, monkeypatch):
+@pytest.mark.parametrize(
+    "kind,edge_projection",
+    [("graphtransformer", "edge"), ("graphtransformer", "node"), ("gnn", "edge")],
+)
+def test_blocks_agree_between_fused_and_reference_paths(kind, edge_projection, monkeypatch):
     """A whole block under bf16 autocast: same outputs and parameter gradients either way."""
+    monkeypatch.setenv("SQUALL_EDGE_PROJECTION", edge_projection)
     torch.manual_seed(3)
     channels = 256
     block = (
@@ -235,16 +317,19 @@ def test_gather_rows_backward_sums_in_fp32(index_is_sorted):
 
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("channels,with_bias", [(1024, True), (96, False)])
-def test_fused_layer_norm_matches_the_autocast_layer_norm(channels, with_bias):
-    """Under autocast: same values as LayerNorm (fp32) followed by the cast a Linear makes, and
-    the same fp32 gradients for input, weight and bias."""
+@pytest.mark.parametrize(
+    "channels,with_bias,dtype",
+    [(1024, True, torch.float32), (96, False, torch.float32), (1024, True, torch.bfloat16)],
+)
+def test_fused_layer_norm_matches_the_autocast_layer_norm(channels, with_bias, dtype):
+    """Under autocast: same values as LayerNorm (computed in fp32) followed by the cast a Linear
+    makes, and the same gradients for input (in its dtype), weight and bias (fp32)."""
     norm = torch.nn.LayerNorm(channels, bias=with_bias).cuda()
     with torch.no_grad():
         norm.weight.normal_()
         if with_bias:
             norm.bias.normal_()
-    x = torch.randn(3, 777, channels, device="cuda", requires_grad=True)
+    x = torch.randn(3, 777, channels, device="cuda", dtype=dtype, requires_grad=True)
     grad = torch.randn(3, 777, channels, device="cuda").bfloat16()
     parameters = [p for p in norm.parameters()]
     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -254,5 +339,6 @@ def test_fused_layer_norm_matches_the_autocast_layer_norm(channels, with_bias):
     assert relative_error(fused, reference) < 1e-2
     fused_grads = torch.autograd.grad(fused, [x, *parameters], grad)
     reference_grads = torch.autograd.grad(reference, [x, *parameters], grad)
+    tolerance = 1e-4 if dtype == torch.float32 else 1e-2  # bf16 input gradient
     for got, expected in zip(fused_grads, reference_grads, strict=True):
-        assert got.dtype == torch.float32 and relative_error(got, expected) < 1e-4
+        assert got.dtype == expected.dtype and relative_error(got, expected) < tolerance

@@ -266,3 +266,32 @@ def test_hierarchical_variant_runs_on_cuda(graph):
     y.float().square().mean().backward()
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y.float(), model(x), atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize(
+    ("processor", "default_widths"),
+    [("gnn", {16}), ("graphtransformer", {32}), ("transformer", {16, 32})],
+)
+def test_mlp_hidden_ratio_sets_the_width_of_every_blocks_mlp(graph, processor, default_widths):
+    """model.mlp_hidden_ratio: the processor's and mappers' block MLPs get hidden layers of
+    ratio x hidden_channels (by default 1 for the GNN, 2 for attention blocks)."""
+    from squall.config.schema import ModelConfig
+
+    mapper = "gnn" if processor == "transformer" else processor
+
+    def hidden_widths(model):
+        blocks = [*model.processor.layers, model.encoder.block, model.decoder.block]
+        names = ("mlp", "edge_mlp", "node_mlp")
+        mlps = [getattr(b, name) for b in blocks for name in names if hasattr(b, name)]
+        return {mlp.layers[0].out_features for mlp in mlps}
+
+    default = _model(graph, processor, mapper)
+    wider = _model(graph, processor, mapper, mlp_hidden_ratio=3.0)
+    assert hidden_widths(default) == default_widths
+    assert hidden_widths(wider) == {48}
+    assert sum(p.numel() for p in wider.parameters()) > sum(p.numel() for p in default.parameters())
+    assert wider.spec["mlp_hidden_ratio"] == 3.0
+    assert wider(torch.randn(2, 60, 5)).shape == (2, 60, 3)
+    assert ModelConfig(mlp_hidden_ratio=3.25).mlp_hidden_ratio == 3.25
+    with pytest.raises(ValueError, match="mlp_hidden_ratio"):
+        ModelConfig(mlp_hidden_ratio=0)

@@ -19,15 +19,19 @@ def make_graph_block(
     kernels: LayerKernels,
     num_heads: int,
     condition_channels: int = 0,
+    mlp_hidden_ratio: float | None = None,
 ) -> nn.Module:
-    """A block (x_src, x_dst, edge_index, e, condition) -> (x_dst_new, e_new) of `kind`."""
+    """A block (x_src, x_dst, edge_index, e, condition) -> (x_dst_new, e_new) of `kind`.
+    `mlp_hidden_ratio` (MLP hidden width / channels) None: the kind's default (GNN 1, graph
+    transformer 2)."""
+    ratio = {} if mlp_hidden_ratio is None else {"mlp_hidden_ratio": mlp_hidden_ratio}
     if kind == "gnn":
         return GraphMessagePassing(
-            channels, channels, mlp_hidden_layers, kernels, condition_channels
+            channels, channels, mlp_hidden_layers, kernels, condition_channels, **ratio
         )
     if kind == "graphtransformer":
         return GraphTransformerBlock(
-            channels, channels, num_heads, mlp_hidden_layers, kernels, condition_channels
+            channels, channels, num_heads, mlp_hidden_layers, kernels, condition_channels, **ratio
         )
     raise ValueError(f"unknown graph block kind {kind!r}; choose one of {GRAPH_BLOCK_KINDS}.")
 

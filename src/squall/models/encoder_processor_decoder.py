@@ -46,7 +46,8 @@ class EncoderProcessorDecoder(nn.Module):
     makes the ensemble variant: forward draws noise (batch, noise_channels) per sample (or takes
     `noise`) and the processor's layer norms are conditioned on it. hierarchy_levels > 1 makes
     the hierarchical variant (see hierarchical.py for the graph it needs); processor_layers is
-    then the number of layers at each stop of the down and up sweeps.
+    then the number of layers at each stop of the down and up sweeps. mlp_hidden_ratio sets the
+    width of the processor and mapper blocks' MLPs (x hidden_channels; None: GNN 1, attention 2).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class EncoderProcessorDecoder(nn.Module):
         noise_channels: int = 0,
         hierarchy_levels: int = 1,
         decoder_skip: bool = True,
+        mlp_hidden_ratio: float | None = None,
     ) -> None:
         super().__init__()
         self._spec = {
@@ -91,6 +93,7 @@ class EncoderProcessorDecoder(nn.Module):
             "noise_channels": noise_channels,
             "hierarchy_levels": hierarchy_levels,
             "decoder_skip": decoder_skip,
+            "mlp_hidden_ratio": mlp_hidden_ratio,
         }
         kernels = kernels_with_activation(layer_kernels, activation)
         data_coordinates = node_coordinates(graph, "data")
@@ -144,6 +147,7 @@ class EncoderProcessorDecoder(nn.Module):
             "kernels": kernels,
             "num_heads": num_heads,
             "num_chunks": num_chunks,
+            "mlp_hidden_ratio": mlp_hidden_ratio,
         }
         self.encoder = GraphMapper(
             mapper,
@@ -174,6 +178,7 @@ class EncoderProcessorDecoder(nn.Module):
                 trainable_node_channels,
                 condition_channels=noise_channels,
                 gradient_checkpointing=flags["processor"],
+                mlp_hidden_ratio=mlp_hidden_ratio,
             )
         else:
             self.processor = Processor(
@@ -187,6 +192,7 @@ class EncoderProcessorDecoder(nn.Module):
                 window_size=window_size,
                 condition_channels=noise_channels,
                 gradient_checkpointing=flags["processor"],
+                mlp_hidden_ratio=mlp_hidden_ratio,
             )
         self.decoder = GraphMapper(
             mapper,

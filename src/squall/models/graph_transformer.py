@@ -4,9 +4,10 @@ For head h:  q_i = W_q LN(x_i),  k_ij = W_k LN(x_j) + W_ek e_ij,  v_ij = W_v LN(
              a_ij = softmax over the incoming edges j of i of (q_i . k_ij / sqrt(d))
              x_i <- x_i + W_o concat_h(sum_j a_ij v_ij);   x_i <- x_i + MLP(LN(x_i))
 Pre-norm residual blocks; edge features enter keys and values, so the attention knows the
-geometry of each edge. The attention itself is kernels.graph_attention: a fused Triton kernel
-over the target-sorted edges on CUDA, torch_geometric's scatter softmax (fp32) elsewhere; the
-three norms feeding linear layers are fused with their half-precision cast on CUDA.
+geometry of each edge. The attention itself is kernels.edge_attention: a fused Triton kernel
+over the target-sorted edges on CUDA (optionally with the edge projection W_ek/W_ev moved to
+node level), torch_geometric's scatter softmax (fp32) elsewhere; the three norms feeding
+linear layers are fused with their half-precision cast on CUDA.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from squall.models.kernels import graph_attention, norm_for_matmul
+from squall.models.kernels import edge_attention, norm_for_matmul
 from squall.models.layer_kernels import LayerKernels
-from squall.models.layers import apply_norm, make_norm
+from squall.models.layers import apply_norm, make_norm, mlp_hidden_width
 
 
 class GraphTransformerBlock(nn.Module):
     """Same call as GraphMessagePassing: (x_src, x_dst, edge_index, e) -> (x_dst_new, e).
-    Edge features are read, not updated."""
+    Edge features are read, not updated. A mapper that runs the block over several target
+    chunks projects its sources once (`project_sources`) and calls `attend` per chunk.
+
+    `mlp_hidden_ratio`: width of the MLP's hidden layers as a multiple of the channels.
+    """
 
     def __init__(
         self,
@@ -31,6 +36,7 @@ class GraphTransformerBlock(nn.Module):
         mlp_hidden_layers: int = 1,
         kernels: LayerKernels | None = None,
         condition_channels: int = 0,
+        mlp_hidden_ratio: float = 2.0,
     ) -> None:
         super().__init__()
         if node_channels % num_heads:
@@ -49,11 +55,38 @@ class GraphTransformerBlock(nn.Module):
         self.mlp_norm = make_norm(node_channels, kernels, condition_channels)
         self.mlp = kernels.mlp(
             node_channels,
-            node_channels * 2,
+            mlp_hidden_width(node_channels, mlp_hidden_ratio),
             node_channels,
             num_hidden_layers=mlp_hidden_layers,
             layer_norm=False,
         )
+
+    def project_sources(
+        self, x_src: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[keys | values] of the source nodes, (batch, sources, 2C)."""
+        return self.key_value(_norm_for_matmul(self.source_norm, x_src, condition))
+
+    def attend(
+        self,
+        kv_source: torch.Tensor,
+        x_dst: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_features: torch.Tensor,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x_dst updated from the projected sources over the edges (attention, then MLP)."""
+        target = _norm_for_matmul(self.target_norm, x_dst, condition)
+        attended = edge_attention(
+            self.query(target),
+            kv_source,
+            edge_features,
+            self.edge_key_value,
+            edge_index,
+            self.num_heads,
+        )
+        x_dst = x_dst + self.projection(attended)
+        return x_dst + self.mlp(_norm_for_matmul(self.mlp_norm, x_dst, condition))
 
     def forward(
         self,
@@ -63,21 +96,8 @@ class GraphTransformerBlock(nn.Module):
         edge_features: torch.Tensor,
         condition: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        source = _norm_for_matmul(self.source_norm, x_src, condition)
-        target = _norm_for_matmul(self.target_norm, x_dst, condition)
-        edge_key_value = self.edge_key_value(edge_features)
-        if edge_key_value.dim() == 2:  # sample-independent edges: one copy serves the batch
-            edge_key_value = edge_key_value.unsqueeze(0)
-        attended = graph_attention(
-            self.query(target),
-            self.key_value(source),
-            edge_key_value,
-            edge_index,
-            self.num_heads,
-        )
-        x_dst = x_dst + self.projection(attended)
-        x_dst = x_dst + self.mlp(_norm_for_matmul(self.mlp_norm, x_dst, condition))
-        return x_dst, edge_features
+        kv_source = self.project_sources(x_src, condition)
+        return self.attend(kv_source, x_dst, edge_index, edge_features, condition), edge_features
 
 
 def _norm_for_matmul(norm: nn.Module, x: torch.Tensor, condition: torch.Tensor | None):

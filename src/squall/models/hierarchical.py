@@ -42,6 +42,7 @@ class HierarchicalProcessor(nn.Module):
         trainable_node_channels: int,
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
+        mlp_hidden_ratio: float | None = None,
     ) -> None:
         super().__init__()
         if kind == "transformer":
@@ -56,6 +57,7 @@ class HierarchicalProcessor(nn.Module):
             "num_heads": num_heads,
             "condition_channels": condition_channels,
             "gradient_checkpointing": gradient_checkpointing,
+            "mlp_hidden_ratio": mlp_hidden_ratio,
         }
 
         def level_processor() -> Processor:
@@ -81,6 +83,7 @@ class HierarchicalProcessor(nn.Module):
             "kernels": kernels,
             "num_heads": num_heads,
             "gradient_checkpointing": gradient_checkpointing,
+            "mlp_hidden_ratio": mlp_hidden_ratio,
         }
         for level in range(1, num_levels):
             fine, coarse = levels[level - 1], levels[level]

@@ -9,6 +9,7 @@ from torch.utils.checkpoint import checkpoint
 
 from squall.models.blocks import make_graph_block, target_chunks
 from squall.models.layer_kernels import LayerKernels
+from squall.models.layers import embed_for_matmul
 
 
 class GraphMapper(nn.Module):
@@ -18,7 +19,8 @@ class GraphMapper(nn.Module):
 
     `edge_index` (sorted by target) fixes the chunking: the targets are processed in
     `num_chunks` groups (see blocks.target_chunks); with gradient checkpointing each group is
-    recomputed in backward, so training memory is bounded too. Returns (x_src_new, x_dst_new).
+    recomputed in backward, so training memory is bounded too; a graph-transformer block's
+    source projection runs once for all chunks. Returns (x_src_new, x_dst_new).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class GraphMapper(nn.Module):
         num_chunks: int = 1,
         update_sources: bool = False,
         gradient_checkpointing: bool = False,
+        mlp_hidden_ratio: float | None = None,
     ) -> None:
         super().__init__()
         kernels = kernels or LayerKernels()
@@ -42,7 +45,16 @@ class GraphMapper(nn.Module):
         self.edge_embedding = kernels.mlp(
             edge_attr_channels, node_channels, node_channels, num_hidden_layers=mlp_hidden_layers
         )
-        self.block = make_graph_block(kind, node_channels, mlp_hidden_layers, kernels, num_heads)
+        self.block = make_graph_block(
+            kind,
+            node_channels,
+            mlp_hidden_layers,
+            kernels,
+            num_heads,
+            mlp_hidden_ratio=mlp_hidden_ratio,
+        )
+        # graph transformer: edge latents are read-only, sources projected before attending
+        self.attention_block = hasattr(self.block, "project_sources")
         self.source_mlp = (
             kernels.mlp(
                 node_channels, node_channels, node_channels, num_hidden_layers=mlp_hidden_layers
@@ -58,7 +70,21 @@ class GraphMapper(nn.Module):
         edge_index: torch.Tensor,
         edge_attr: torch.Tensor,
     ) -> torch.Tensor:
-        return self.block(x_src, x_dst, edge_index, self.edge_embedding(edge_attr))[0]
+        return self.block(x_src, x_dst, edge_index, self._embed_edges(edge_attr))[0]
+
+    def _embed_edges(self, edge_attr: torch.Tensor) -> torch.Tensor:
+        if self.attention_block:  # the latents only feed the block's edge projection
+            return embed_for_matmul(self.edge_embedding, edge_attr)
+        return self.edge_embedding(edge_attr)
+
+    def _attend(
+        self,
+        kv_source: torch.Tensor,
+        x_dst: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_attr: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.block.attend(kv_source, x_dst, edge_index, self._embed_edges(edge_attr))
 
     def update_targets(
         self,
@@ -74,20 +100,28 @@ class GraphMapper(nn.Module):
         recompute = self.gradient_checkpointing and torch.is_grad_enabled()
         parts = []
         chunks = self.chunks if chunks is None else chunks
+        block, sources = self._block, x_src
+        if len(chunks) > 1 and self.attention_block:
+            # every chunk attends over all sources: project them once, not once per chunk
+            block = self._attend
+            if recompute:
+                sources = checkpoint(self.block.project_sources, x_src, use_reentrant=False)
+            else:
+                sources = self.block.project_sources(x_src)
         for target_start, target_end, edge_start, edge_end in chunks:
             # a Python scalar, not new_tensor: no host-to-device copy (and sync) per chunk
-            sources, targets = edge_index[:, edge_start:edge_end]
-            local_index = torch.stack([sources, targets - target_start])
+            source_index, targets = edge_index[:, edge_start:edge_end]
+            local_index = torch.stack([source_index, targets - target_start])
             args = (
-                x_src,
+                sources,
                 x_dst[:, target_start:target_end],
                 local_index,
                 edge_attr[edge_start:edge_end],
             )
             if recompute:
-                parts.append(checkpoint(self._block, *args, use_reentrant=False))
+                parts.append(checkpoint(block, *args, use_reentrant=False))
             else:
-                parts.append(self._block(*args))
+                parts.append(block(*args))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def update_sources(self, x_src: torch.Tensor) -> torch.Tensor:

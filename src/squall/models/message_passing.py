@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from squall.models.kernels import gather_rows, segment_sum
 from squall.models.layer_kernels import LayerKernels
+from squall.models.layers import mlp_hidden_width
 
 
 def sum_at_targets(
@@ -44,7 +45,8 @@ class GraphMessagePassing(nn.Module):
 
     Source and target node sets may be the same (processor: pass the same tensor twice) or
     differ (mappers). Returns (x_dst_new, e_new). With `condition_channels` the output norms of
-    both MLPs are conditional layer norms (ensemble noise).
+    both MLPs are conditional layer norms (ensemble noise). The MLPs' hidden layers are
+    `mlp_hidden_ratio` times as wide as their outputs.
     """
 
     def __init__(
@@ -54,15 +56,22 @@ class GraphMessagePassing(nn.Module):
         mlp_hidden_layers: int = 1,
         kernels: LayerKernels | None = None,
         condition_channels: int = 0,
+        mlp_hidden_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         kernels = kernels or LayerKernels()
         common = {"num_hidden_layers": mlp_hidden_layers, "condition_channels": condition_channels}
         self.edge_mlp = kernels.mlp(
-            2 * node_channels + edge_channels, edge_channels, edge_channels, **common
+            2 * node_channels + edge_channels,
+            mlp_hidden_width(edge_channels, mlp_hidden_ratio),
+            edge_channels,
+            **common,
         )
         self.node_mlp = kernels.mlp(
-            node_channels + edge_channels, node_channels, node_channels, **common
+            node_channels + edge_channels,
+            mlp_hidden_width(node_channels, mlp_hidden_ratio),
+            node_channels,
+            **common,
         )
 
     def forward(

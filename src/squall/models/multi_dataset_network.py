@@ -25,7 +25,8 @@ PROCESSOR_EDGES = ("hidden", "to", "hidden")
 # ModelConfig keys the multi-dataset network takes (config.multi_dataset refuses the settings
 # it cannot honour, such as noise_channels)
 NETWORK_KEYS = (
-    "hidden_channels processor_layers mlp_hidden_layers activation trainable_node_channels "
+    "hidden_channels processor_layers mlp_hidden_layers mlp_hidden_ratio activation "
+    "trainable_node_channels "
     "gradient_checkpointing processor mapper num_heads window_size num_chunks layer_kernels"
 ).split()
 
@@ -52,6 +53,7 @@ class MultiDatasetNetwork(nn.Module):
         window_size: int = 64,
         num_chunks: int = 1,
         layer_kernels: dict[str, dict[str, Any]] | None = None,
+        mlp_hidden_ratio: float | None = None,
     ) -> None:
         super().__init__()
         if isinstance(gradient_checkpointing, bool):
@@ -80,6 +82,7 @@ class MultiDatasetNetwork(nn.Module):
             "kernels": kernels,
             "num_heads": num_heads,
             "num_chunks": num_chunks,
+            "mlp_hidden_ratio": mlp_hidden_ratio,
         }
 
         def edges(edge_set: tuple[str, str, str], role: str) -> int:
@@ -117,6 +120,7 @@ class MultiDatasetNetwork(nn.Module):
             num_heads=num_heads,
             window_size=window_size,
             gradient_checkpointing=gradient_checkpointing["processor"],
+            mlp_hidden_ratio=mlp_hidden_ratio,
         )
         self.target_embeddings, self.decoders = nn.ModuleDict(), nn.ModuleDict()
         self.output_mlps = nn.ModuleDict()

@@ -12,6 +12,7 @@ from torch.utils.checkpoint import checkpoint
 
 from squall.models.blocks import make_graph_block
 from squall.models.layer_kernels import LayerKernels
+from squall.models.layers import embed_for_matmul
 from squall.models.sliding_window import HeadExchange, SlidingWindowBlock
 
 PROCESSOR_KINDS = ("gnn", "graphtransformer", "transformer")
@@ -37,6 +38,7 @@ class Processor(nn.Module):
         window_size: int = 64,
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
+        mlp_hidden_ratio: float | None = None,
     ) -> None:
         super().__init__()
         if kind not in PROCESSOR_KINDS:
@@ -44,11 +46,18 @@ class Processor(nn.Module):
         kernels = kernels or LayerKernels()
         self.kind = kind
         self.gradient_checkpointing = gradient_checkpointing
+        ratio = {} if mlp_hidden_ratio is None else {"mlp_hidden_ratio": mlp_hidden_ratio}
         if kind == "transformer":
             self.edge_embedding = None
             self.layers = nn.ModuleList(
                 SlidingWindowBlock(
-                    channels, num_heads, window_size, mlp_hidden_layers, kernels, condition_channels
+                    channels,
+                    num_heads,
+                    window_size,
+                    mlp_hidden_layers,
+                    kernels,
+                    condition_channels,
+                    **ratio,
                 )
                 for _ in range(num_layers)
             )
@@ -58,7 +67,13 @@ class Processor(nn.Module):
         )
         self.layers = nn.ModuleList(
             make_graph_block(
-                kind, channels, mlp_hidden_layers, kernels, num_heads, condition_channels
+                kind,
+                channels,
+                mlp_hidden_layers,
+                kernels,
+                num_heads,
+                condition_channels,
+                mlp_hidden_ratio,
             )
             for _ in range(num_layers)
         )
@@ -83,7 +98,10 @@ class Processor(nn.Module):
                 else:
                     x = layer(x, condition, shard_exchange)
             return x
-        edge_features = self.edge_embedding(edge_attr)
+        if self.kind == "graphtransformer":  # read-only edges: cast once, not once per layer
+            edge_features = embed_for_matmul(self.edge_embedding, edge_attr)
+        else:
+            edge_features = self.edge_embedding(edge_attr)
         for layer in self.layers:
             # The exchanged sources stay outside the recomputed part: no collectives in backward
             # beyond the exchange's own.

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from squall.models.layer_kernels import LayerKernels
-from squall.models.layers import apply_norm, make_norm
+from squall.models.layers import apply_norm, make_norm, mlp_hidden_width
 
 
 class HeadExchange(Protocol):
@@ -77,6 +77,7 @@ class SlidingWindowBlock(nn.Module):
         mlp_hidden_layers: int = 1,
         kernels: LayerKernels | None = None,
         condition_channels: int = 0,
+        mlp_hidden_ratio: float = 2.0,
     ) -> None:
         super().__init__()
         if channels % num_heads:
@@ -93,7 +94,11 @@ class SlidingWindowBlock(nn.Module):
         self.projection = kernels.linear(channels, channels)
         self.mlp_norm = make_norm(channels, kernels, condition_channels)
         self.mlp = kernels.mlp(
-            channels, 2 * channels, channels, num_hidden_layers=mlp_hidden_layers, layer_norm=False
+            channels,
+            mlp_hidden_width(channels, mlp_hidden_ratio),
+            channels,
+            num_hidden_layers=mlp_hidden_layers,
+            layer_norm=False,
         )
 
     def forward(

@@ -80,14 +80,16 @@ def fused_layer_norm(
 
 def norm_for_matmul(norm: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """The fused layer norm of `x` if it applies (CUDA autocast, a plain affine nn.LayerNorm
-    over the last axis, fp32 input), else None: the caller then uses the module itself."""
+    over the last axis, fp32 or autocast-dtype input), else None: the caller then uses the
+    module itself. The input gradient comes back in the input's dtype, as autocast's own
+    (fp32-computing) layer norm returns it."""
     device = x.device.type
     if (
         type(norm) is not nn.LayerNorm
         or not norm.elementwise_affine
         or len(norm.normalized_shape) != 1
-        or x.dtype != torch.float32
         or not torch.is_autocast_enabled(device)
+        or x.dtype not in (torch.float32, torch.get_autocast_dtype(device))
         or not fused_kernels_enabled(x)
     ):
         return None
