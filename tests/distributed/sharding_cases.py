@@ -4,10 +4,13 @@ run whole in one process or sharded over gloo ranks (spawned), for the tests to 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from tiny_graph import tiny_graph
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -26,6 +29,8 @@ STATISTICS = {
     "stdev": [10.0, 2.0, 1.0, 0.5],
     "tendency_stdev": [1.0, 0.5, 0.2, 0.1],
 }
+# Unequal area weights: the grid weighting must survive the split.
+AREA = torch.linspace(0.5, 1.5, 37)
 # Each processor kind, with the options whose sharding differs: chunked mappers, trainable
 # edges, checkpointing (which recomputes the head exchange in backward), the loss variants.
 CASES = {
@@ -44,11 +49,16 @@ CASES = {
 }
 
 
-def build_task(case: str) -> Forecaster:
-    network, loss_settings = CASES[case]
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def build_model(network: dict) -> ForecastModel:
+    """The tiny forecast model with the `network` options, every parameter drawn at random."""
     graph = tiny_graph(num_data=37, num_hidden=17)
-    # Unequal area weights: the grid weighting must survive the split.
-    graph["data"].area_weight = torch.linspace(0.5, 1.5, 37)
+    graph["data"].area_weight = AREA
     spec = {
         "variables": VARIABLES,
         "forcing": ["f"],
@@ -56,30 +66,39 @@ def build_task(case: str) -> Forecaster:
         "computed_forcings": ["cos_local_time", "sin_julian_day"],
         "input_steps": INPUT_STEPS,
         "timestep_seconds": 21600,
-        "network": {
-            "hidden_channels": 16,
-            "processor_layers": 2,
-            "gradient_checkpointing": case == "transformer",
-            **network,
-        },
+        "network": {"hidden_channels": 16, "processor_layers": 2, **network},
     }
     torch.manual_seed(0)
     model = ForecastModel(graph, spec, STATISTICS)
     for parameter in model.parameters():  # no zero-initialised parts: every gradient counts
         nn.init.normal_(parameter, std=0.3)
+    return model
+
+
+def output_scalers() -> dict:
+    """The area scaler and per-variable weights over the outputs a, b, d."""
     outputs = ["a", "b", "d"]
-    scalers = build_scalers(
+    return build_scalers(
         {"area": {"node_attribute": "area_weight"}, "variable_weights": {"a": 2.0}},
         outputs,
         {key: [values[VARIABLES.index(v)] for v in outputs] for key, values in STATISTICS.items()},
-        {"area_weight": graph["data"].area_weight},
+        {"area_weight": AREA},
     )
-    config = {
-        "task": {"rollout": {"start": ROLLOUT, "maximum": ROLLOUT}, "validation_rollout": 1},
+
+
+def task_config(**task) -> dict:
+    return {
+        "task": {"rollout": {"start": ROLLOUT, "maximum": ROLLOUT}, "validation_rollout": 1} | task,
         "system": {"hardware": {"num_gpus_per_model": 1}},
     }
-    loss = build_loss(loss_settings, scalers)
-    return Forecaster(model, config, STATISTICS, loss, graph["data"].area_weight)
+
+
+def build_task(case: str) -> Forecaster:
+    network, loss_settings = CASES[case]
+    network = {"gradient_checkpointing": case == "transformer", **network}
+    model = build_model(network)
+    loss = build_loss(loss_settings, output_scalers())
+    return Forecaster(model, task_config(), STATISTICS, loss, AREA)
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -107,12 +126,49 @@ class TrainingLoss(nn.Module):
         return self.task.loss(*self.task._roll_out(sample, ROLLOUT))
 
 
-def whole(case: str) -> tuple[float, dict[str, torch.Tensor]]:
-    """One process, the whole batch and grid: the reference."""
-    task = build_task(case)
+def whole_task(task: Forecaster) -> tuple[float, dict[str, torch.Tensor]]:
+    """One process, the whole batch and grid (and all members): the reference."""
     loss = TrainingLoss(task)(batch())
     loss.backward()
     return loss.item(), {name: p.grad.clone() for name, p in task.named_parameters()}
+
+
+def whole(case: str) -> tuple[float, dict[str, torch.Tensor]]:
+    return whole_task(build_task(case))
+
+
+def run_forked(worker, world: int, layouts: list, out: Path) -> list[dict]:
+    """`worker` on `world` gloo ranks, forked (they start with squall already imported;
+    spawning re-imports it, slowly), and what each rank saved."""
+    mp.start_processes(
+        worker, args=(world, free_port(), layouts, str(out)), nprocs=world, start_method="fork"
+    )
+    return [torch.load(Path(out) / f"rank{rank}.pt", weights_only=True) for rank in range(world)]
+
+
+def assert_matches_one_process(
+    ranks: list[dict], key: tuple, ranks_per_replica: int, reference: tuple[float, dict]
+) -> None:
+    """Each replica's loss is the whole loss on its part of the batch (equal parts): their
+    mean is the loss of the whole batch; every rank of a replica has the same loss, and every
+    rank's DDP-averaged gradient is the one-process gradient."""
+    loss, gradients = reference
+    replicas = len(ranks) // ranks_per_replica
+    replica_losses = [ranks[r * ranks_per_replica][key][0] for r in range(replicas)]
+    assert sum(replica_losses) / replicas == pytest.approx(loss, rel=1e-5), key
+    for rank, results in enumerate(ranks):
+        rank_loss, rank_gradients = results[key]
+        assert rank_loss == replica_losses[rank // ranks_per_replica], key
+        assert rank_gradients.keys() == gradients.keys()
+        for name, expected in gradients.items():
+            assert expected.abs().sum() > 0, name  # a gradient that can be compared
+            torch.testing.assert_close(
+                rank_gradients[name],
+                expected,
+                rtol=1e-4,
+                atol=1e-6,
+                msg=lambda message, n=name: f"{key}, {n}: {message}",
+            )
 
 
 def sharded_worker(rank: int, world: int, port: int, layouts: list[int], out: str) -> None:

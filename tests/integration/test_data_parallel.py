@@ -1,5 +1,6 @@
 """Data parallel on CPU (torch.distributed with gloo): 2 processes x batch 2 take the same step
-as 1 process x batch 4 — each rank reads a disjoint half of the samples."""
+as 1 process x batch 4 — each rank reads a disjoint half of the samples — started by
+Lightning's own launcher or by torchrun."""
 
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ def _train(
         f"training.optimizer.name={optimizer}",
     ]
     validate_to_file("debug", overrides, REPO / "configs/training", resolved)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "squall.cli", "train", str(resolved)]
+    if launcher == "torchrun":  # torchrun starts the ranks; Lightning joins its world
+        command[1:1] = ["-m", "torch.distributed.run", f"--nproc_per_node={devices}"]
     result = subprocess.run(
-        [sys.executable, "-m", "squall.cli", "train", str(resolved)],
-        env=env,
+        command,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=600,

@@ -203,6 +203,9 @@ class ModelConfig(Strict):
     hidden_channels: int = Field(64, ge=1)
     processor_layers: int = Field(4, ge=0)
     mlp_hidden_layers: int = Field(1, ge=1)
+    # width of the processor/mapper blocks' MLP hidden layers / hidden_channels (None: GNN 1,
+    # graph transformer and transformer 2); e.g. to match another model's parameter count
+    mlp_hidden_ratio: float | None = Field(None, gt=0)
     activation: str = "SiLU"
     num_heads: int = Field(4, ge=1)  # graph transformer and transformer
     window_size: int = Field(64, ge=2)  # transformer: nodes within window_size // 2 either side
@@ -241,6 +244,9 @@ class HardwareConfig(Strict):
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "32"] = "32-true"
     # > 1: model sharding, each model replica's grid split over this many ranks
     num_gpus_per_model: int = Field(1, ge=1)
+    # > 1: ensemble groups, the members of an initial condition spread over this many ranks
+    # (model shards included: a multiple of num_gpus_per_model)
+    num_gpus_per_ensemble: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _model_groups_fill_the_world(self) -> HardwareConfig:
@@ -250,6 +256,13 @@ class HardwareConfig(Strict):
                 f"system.hardware.num_gpus_per_model={self.num_gpus_per_model} does not divide "
                 f"the {world} processes (devices={self.devices} x num_nodes={self.num_nodes}); "
                 "pick a divisor of devices x num_nodes"
+            )
+        ensemble = self.num_gpus_per_ensemble
+        if ensemble > 1 and (world % ensemble or ensemble % self.num_gpus_per_model):
+            raise ValueError(
+                f"system.hardware.num_gpus_per_ensemble={ensemble} must divide the {world} "
+                "processes (devices x num_nodes) and be a multiple of num_gpus_per_model="
+                f"{self.num_gpus_per_model}; pick such a value, or 1"
             )
         return self
 
@@ -566,6 +579,19 @@ class SquallConfig(Strict):
             raise ValueError(
                 f"training.loss={loss!r}: the diffusion_forecaster's loss is the noise-level "
                 "weighted mse; set training.loss=mse"
+            )
+        hardware = self.system.hardware
+        parts = max(1, hardware.num_gpus_per_ensemble // hardware.num_gpus_per_model)
+        if parts > 1 and task != "ensemble_forecaster":
+            raise ValueError(
+                "system.hardware.num_gpus_per_ensemble > 1 spreads the members of an ensemble "
+                f"forecaster over ranks, but task.name={task!r}; set it to 1"
+            )
+        if parts > 1 and self.task.ensemble.members % parts:
+            raise ValueError(
+                f"task.ensemble.members={self.task.ensemble.members} does not split over the "
+                f"{parts} member parts of an ensemble group (num_gpus_per_ensemble / "
+                f"num_gpus_per_model); pick a multiple of {parts}"
             )
         if task == "diffusion_forecaster" and self.task.rollout.maximum > 1:
             raise ValueError("the diffusion_forecaster trains on single steps: task.rollout=1")

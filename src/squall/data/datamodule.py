@@ -218,14 +218,17 @@ class ForecastDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
-        self.replica: tuple[int, int] | None = None  # set by read_grid_shard
+        self.replica: tuple[int, int] | None = None  # set by deal_by_replica
 
-    def read_grid_shard(self, shard: int, shards: int, replica: int, replicas: int) -> None:
+    def read_grid_shard(self, shard: int, shards: int) -> None:
         """Model sharding, set once the ranks are grouped: read only grid shard `shard` of
-        `shards`, and deal samples by model replica (every rank of a model group reads the same
-        samples) instead of by rank."""
+        `shards`."""
         for samples in self.samples.values():
             samples.points = grid_shard(len(samples.store.latitudes), shard, shards)
+
+    def deal_by_replica(self, replica: int, replicas: int) -> None:
+        """Deal samples by data-parallel replica (a model or ensemble group) instead of by
+        rank: every rank of a group reads the same samples."""
         self.replica = (replica, replicas)
 
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:

@@ -113,12 +113,11 @@ class GridSharding:
 
     def __init__(self, network: EncoderProcessorDecoder, groups: ModelGroups) -> None:
         spec = network.spec
-        for option, plain in (("hierarchy_levels", 1), ("noise_channels", 0)):
-            if spec[option] != plain:
-                raise ValueError(
-                    f"model sharding (num_gpus_per_model > 1) does not support model.{option}"
-                    f"={spec[option]} yet; use {option}: {plain} or num_gpus_per_model: 1"
-                )
+        if spec["hierarchy_levels"] != 1:
+            raise ValueError(
+                "model sharding (num_gpus_per_model > 1) does not support model.hierarchy_levels"
+                f"={spec['hierarchy_levels']} yet; use hierarchy_levels: 1 or num_gpus_per_model: 1"
+            )
         self.groups = groups
         shards, shard = groups.shards, groups.shard
         data = shard_ranges(network.num_data_nodes, shards)
@@ -159,8 +158,13 @@ class GridSharding:
     def forward(
         self, network: EncoderProcessorDecoder, x: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
-        """`noise` is always None here: the ensemble variant is refused at construction."""
+        """`noise` (batch, noise_channels): the ensemble variant's, the same on every shard."""
         spec = network.spec
+        if spec["noise_channels"] and noise is None:
+            raise ValueError(
+                "under model sharding the ensemble noise must be given (the ensemble forecaster "
+                "seeds it), so that every grid shard of a member conditions on the same noise"
+            )
         expected = (self.data_points.stop - self.data_points.start, spec["in_channels"])
         if x.dim() != 3 or tuple(x.shape[1:]) != expected:
             raise ValueError(
@@ -190,14 +194,14 @@ class GridSharding:
         )
         data_nodes = network.encoder.update_sources(data_nodes)
         if self.heads is not None:
-            hidden_nodes = network.processor(hidden_nodes, None, None, None, self.heads)
+            hidden_nodes = network.processor(hidden_nodes, None, None, noise, self.heads)
         else:
             processor = self.edges["processor"]
             hidden_nodes = network.processor(
                 hidden_nodes,
                 processor.index(x.device),
                 network._edge_inputs("processor")[processor.edge_slice],
-                None,
+                noise,
                 processor.exchange,
             )
         decoder = self.edges["decoder"]

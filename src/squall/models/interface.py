@@ -126,14 +126,20 @@ class ForecastModel(nn.Module):
         return self.spec["timestep_seconds"]
 
     def forward_normalised(
-        self, x: torch.Tensor, valid_time: torch.Tensor, fraction: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        valid_time: torch.Tensor,
+        fraction: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised x (B, T, E, G, V), valid times (B,) -> normalised output (B, E, G, V_out).
         The interpolator also takes `fraction` (B,): how far the target lies from the first
-        input to the second (0..1)."""
+        input to the second (0..1). The ensemble variant takes `noise` (B x E, noise channels),
+        or draws it."""
         batch, members, grid = x.shape[0], x.shape[2], x.shape[3]
         features = self.network_inputs(x, valid_time, fraction)
-        out = self.network(features).reshape(batch, members, grid, len(self.output_variables))
+        outputs = len(self.output_variables)
+        out = self.network(features, noise=noise).reshape(batch, members, grid, outputs)
         if self.task == "autoencoder":  # a reconstruction, not a change of state
             return self._bounded(out)
         base = x[:, -1][..., self.prognostic_columns]

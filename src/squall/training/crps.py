@@ -90,6 +90,9 @@ class EnsembleLoss(nn.Module):
         self.alpha = alpha if fixed is None else fixed
         self.scaler_names = [scaler.name for scaler in scalers]
         self.register_buffer("weight", scaler_weight(scalers), persistent=False)
+        # Model sharding (squall.distributed) sets this rank's grid shard: the kernel CRPS is
+        # then its shard's part of the whole grid's weighted sum, summed over the shards.
+        self.grid_shard = None
 
     def forward(
         self, prediction: torch.Tensor, target: torch.Tensor, skip: torch.Tensor | None = None
@@ -105,6 +108,11 @@ class EnsembleLoss(nn.Module):
                 target = target.masked_fill(skip, 0.0)
                 prediction = prediction.masked_fill(skip, 0.0)
             if self.kind == "energy":
+                if self.grid_shard is not None:
+                    raise ValueError(
+                        "the energy score needs whole fields, which model sharding splits: "
+                        "use a kernel CRPS (fair_crps, almost_fair_crps) or num_gpus_per_model: 1"
+                    )
                 # grid x variable weights make the norm of each field (a weighted mean over
                 # the field); their total per output time weighs the times, as for the CRPS
                 weight = self.weight.expand(1, target.shape[1], 1, *target.shape[3:])
@@ -113,7 +121,10 @@ class EnsembleLoss(nn.Module):
                 times = per_time.reshape(1, -1)
                 return (per_field * times / times.sum()).sum(dim=1).mean()
             per_point = kernel_crps(prediction, target, self.alpha)
-            return reduce_weighted(per_point * self.weight, self.weight)
+            if self.grid_shard is None:
+                return reduce_weighted(per_point * self.weight, self.weight)
+            weight = self.grid_shard.weight(self.weight)
+            return self.grid_shard.sum(reduce_weighted(per_point * weight, weight))
 
 
 def build_ensemble_loss(settings: dict[str, Any], scalers: dict[str, Scaler]) -> EnsembleLoss:

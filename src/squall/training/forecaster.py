@@ -73,10 +73,12 @@ class Forecaster(pl.LightningModule):
                 "the datamodule must be built for the longest rollout"
             )
         state = data[:, :k]
+        noise = self._member_noise(batch, steps)
         predictions = []
         for step in range(steps):
             truth = data[:, k + step]
-            prediction = self.model.forward_normalised(state, batch["time"][:, k + step])
+            seeded = {} if noise is None else {"noise": noise[step]}  # the ensemble's only
+            prediction = self.model.forward_normalised(state, batch["time"][:, k + step], **seeded)
             # A limited-area model's boundary is the true state (no gradient flows there).
             prediction = self.model.apply_boundary(prediction, truth)
             predictions.append(prediction)
@@ -88,6 +90,11 @@ class Forecaster(pl.LightningModule):
             batch["data"][:, k : k + steps][..., self.model.output_columns]
         )
         return torch.stack(predictions, dim=1), targets, skip
+
+    def _member_noise(self, batch: dict[str, torch.Tensor], steps: int) -> torch.Tensor | None:
+        """The ensemble noise of each rollout step (steps, B x E, channels); None: the model
+        draws its own, if it has any (the ensemble forecaster seeds it)."""
+        return None
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(*self._roll_out(batch, self.rollout))
@@ -134,9 +141,13 @@ class Forecaster(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         training = self.config["training"]
-        # Model replicas: the ranks of a model group (num_gpus_per_model) share one replica.
-        ranks_per_model = self.config["system"]["hardware"].get("num_gpus_per_model", 1)
-        replicas = (self.trainer.world_size if self.trainer else 1) // ranks_per_model
+        # Data-parallel replicas: the ranks of a model group (num_gpus_per_model), or of an
+        # ensemble group (num_gpus_per_ensemble, a multiple of it), share one replica.
+        hardware = self.config["system"]["hardware"]
+        ranks_per_replica = max(
+            hardware.get("num_gpus_per_model", 1), hardware.get("num_gpus_per_ensemble", 1)
+        )
+        replicas = (self.trainer.world_size if self.trainer else 1) // ranks_per_replica
         optimizer = build_optimizer(self.parameters(), training["optimizer"], replicas)
         floor = training["lr_schedule"]["min_lr"] / training["optimizer"]["lr"]
         factor = warmup_cosine(

@@ -21,7 +21,7 @@ from squall.data.datamodule import ForecastDataModule
 from squall.data.dates import frequency_to_timedelta
 from squall.data.statistics import load_statistics
 from squall.data.store import open_dataset
-from squall.distributed.lightning import ModelSharding
+from squall.distributed.lightning import RankGroups
 from squall.graphs.io import load_graph
 from squall.models.diffusion import build_forecast_model
 from squall.models.interface import ForecastModel
@@ -251,8 +251,8 @@ def train(
         callbacks += [LearningRateMonitor(logging_interval="step"), SystemMetrics()]
 
     hardware = config.system.hardware
-    if hardware.num_gpus_per_model > 1:
-        callbacks.append(ModelSharding(hardware.num_gpus_per_model))
+    if hardware.num_gpus_per_model > 1 or hardware.num_gpus_per_ensemble > 1:
+        callbacks.append(RankGroups(hardware.num_gpus_per_model, hardware.num_gpus_per_ensemble))
     trainer = pl.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
