@@ -8,7 +8,9 @@ Usage: python benchmarks/tasks_regional.py results/datasets/storm.zarr \
 
 The limited-area model's ring is the true state by construction, so only the interior is a fair
 comparison with it. `--ring-only NAME` also scores model NAME with the boundary ring forced at
-inference only (same weights, no retraining): the effect of the boundary forcing alone. Prints
+inference only (same weights, no retraining): the effect of the boundary forcing alone.
+`--ring-width` sets the ring left out of `interior` (and forced by --ring-only): compare LAMs of
+different rings on the interior of the widest. Prints
 markdown (RMSE per variable, lead and region, area-weighted by
 cos(latitude), over the initial times verified at every lead) and writes CSV (--out, default
 results/regional_scores.csv).
@@ -33,31 +35,36 @@ from squall.evaluation.metrics import rmse
 from squall.evaluation.predict import predict
 from squall.models.boundary import ring_mask
 
-RING_WIDTH = 2  # configs/training/lam.yaml
+RING_WIDTH = 2  # configs/training/lam.yaml: the default of --ring-width
 BOX = (35.0, 47.5, -85.0, -70.0)  # configs/training/stretched.yaml
 
 
-def regions(store) -> dict[str, np.ndarray]:
+def regions(store, ring_width: int) -> dict[str, np.ndarray]:
     return {
         "all": np.ones(len(store.latitudes), dtype=bool),
-        "interior": ~ring_mask(store.field_shape, RING_WIDTH).numpy(),
+        "interior": ~ring_mask(store.field_shape, ring_width).numpy(),
         "box": in_box(store.latitudes, store.longitudes, BOX),
     }
 
 
-def with_boundary_ring(artifact: str, field_shape, folder: Path) -> str:
+def with_boundary_ring(artifact: str, field_shape, folder: Path, ring_width: int) -> str:
     """A copy of `artifact` whose model forces the boundary ring (it adds no weights)."""
     copy = folder / f"{Path(artifact).name}.ring"
     shutil.copytree(artifact, copy)
     metadata = json.loads((copy / "metadata.json").read_text())
-    boundary = {"ring_width": RING_WIDTH, "domain_mask": None, "field_shape": list(field_shape)}
+    boundary = {"ring_width": ring_width, "domain_mask": None, "field_shape": list(field_shape)}
     metadata["model_spec"]["boundary"] = boundary
     (copy / "metadata.json").write_text(json.dumps(metadata))
     return str(copy)
 
 
 def regional_scores(
-    dataset: str, start: str, end: str, lead_hours: int, models: dict[str, str]
+    dataset: str,
+    start: str,
+    end: str,
+    lead_hours: int,
+    models: dict[str, str],
+    ring_width: int = RING_WIDTH,
 ) -> pd.DataFrame:
     store = open_dataset(dataset)
     weights = latitude_weights(store.latitudes)
@@ -77,7 +84,7 @@ def regional_scores(
         whole = ~np.isnan(truth).any(axis=(1, 2, 3))
         values, truth = values[whole], truth[whole]
         leads = forecasts.lead_time.values.astype("timedelta64[h]").astype(int)
-        for region, mask in regions(store).items():
+        for region, mask in regions(store, ring_width).items():
             scores = rmse(values[:, :, mask], truth[:, :, mask], weights[mask])
             for (lead, variable), value in np.ndenumerate(scores):
                 rows.append(
@@ -116,14 +123,18 @@ def main() -> None:
     parser.add_argument("--lead-time", type=int, default=24, help="hours")
     parser.add_argument("--models", nargs="+", required=True, help="name=path/to/model.squall")
     parser.add_argument("--ring-only", nargs="*", default=[], help="model names (see above)")
+    parser.add_argument("--ring-width", type=int, default=RING_WIDTH, help="grid points")
     parser.add_argument("--out", default="results/regional_scores.csv")
     args = parser.parse_args()
     models = dict(entry.split("=", 1) for entry in args.models)
     with tempfile.TemporaryDirectory() as folder:
         for name in args.ring_only:
             shape = open_dataset(args.dataset).field_shape
-            models[f"{name}+ring"] = with_boundary_ring(models[name], shape, Path(folder))
-        scores = regional_scores(args.dataset, args.start, args.end, args.lead_time, models)
+            ring = with_boundary_ring(models[name], shape, Path(folder), args.ring_width)
+            models[f"{name}+ring"] = ring
+        scores = regional_scores(
+            args.dataset, args.start, args.end, args.lead_time, models, args.ring_width
+        )
     out = Path(args.out)
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     scores.to_csv(temporary, index=False)

@@ -14,6 +14,13 @@ def _dataset_create(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
+def _dataset_derive(args: argparse.Namespace) -> None:
+    from squall.data.derived import create_derived_dataset
+
+    create_derived_dataset(args.recipe, args.out)
+    print(f"wrote {args.out}")
+
+
 def _dataset_statistics(args: argparse.Namespace) -> None:
     from squall.data.statistics import create_statistics_file
 
@@ -174,17 +181,50 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(table.to_string())
 
 
+def _named_datasets(texts: list[str]) -> dict[str, str | dict]:
+    """Repeated NAME=PATH (or NAME='{dataset: PATH, ...}') arguments -> {name: dataset}."""
+    if not all(_is_named(text) for text in texts):
+        raise ValueError("give each dataset as NAME=PATH (the names the model uses)")
+    return {name: _dataset_spec(spec) for name, _, spec in (t.partition("=") for t in texts)}
+
+
 def _evaluate_downscaling(args: argparse.Namespace) -> None:
     from squall.evaluation.downscaling import evaluate_downscaling
 
-    if not all(_is_named(text) for text in args.dataset):
-        raise ValueError("give each dataset as --dataset NAME=PATH (the names the model uses)")
-    named = (text.partition("=") for text in args.dataset)
-    datasets = {name: _dataset_spec(spec) for name, _, spec in named}
+    datasets = _named_datasets(args.dataset)
     scores = evaluate_downscaling(args.model, datasets, args.start, args.end, args.out)
     rmse = scores[scores.metric == "rmse"]
     print("RMSE on the fine grid:")
     print(rmse.pivot_table(index="variable", columns="forecast", values="value").to_string())
+
+
+def _predict_multi_dataset(args: argparse.Namespace) -> None:
+    from squall.evaluation.predict_multi_dataset import predict_multi_dataset_to_dir
+
+    out = predict_multi_dataset_to_dir(
+        args.model,
+        _named_datasets(args.dataset),
+        args.start,
+        args.end,
+        _hours(args.lead_time),
+        args.out,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(f"wrote {out}")
+
+
+def _evaluate_multi_dataset(args: argparse.Namespace) -> None:
+    from squall.evaluation.evaluate_multi_dataset import evaluate_multi_dataset_to_dir
+
+    table = evaluate_multi_dataset_to_dir(
+        args.forecasts,
+        _named_datasets(args.truth),
+        (args.climatology_start, args.climatology_end),
+        args.out,
+    )
+    print("RMSE by dataset, variable and lead time (h):")
+    print(table.to_string())
 
 
 def _name_and_path(text: str) -> tuple[str, str]:
@@ -215,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--quiet", action="store_true", help="no progress bar")
     create.set_defaults(run=_dataset_create)
+    derive = dataset.add_parser(
+        "derive", help="derived recipe (`derived:` an open_dataset mapping, e.g. a cutout) -> zarr"
+    )
+    derive.add_argument("recipe")
+    derive.add_argument("out")
+    derive.set_defaults(run=_dataset_derive)
     inspect = dataset.add_parser("inspect", help="variables, dates, grid, missing, NaN, stats")
     inspect.add_argument("dataset")
     inspect.add_argument("--no-nan-count", action="store_true", help="skip reading every date")
@@ -331,7 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--dataset", required=True)
     predict.add_argument("--start", required=True, help="first initial time")
     predict.add_argument("--end", required=True, help="last initial time")
-    predict.add_argument("--lead-time", default="24h")
+    predict.add_argument(
+        "--lead-time",
+        default="24h",
+        help="forecasters; an interpolator fills its target hours, an autoencoder reconstructs",
+    )
     predict.add_argument("--out", required=True, help="forecasts zarr to write")
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
@@ -365,6 +415,30 @@ def build_parser() -> argparse.ArgumentParser:
     downscaling.add_argument("--end", required=True, help="last date scored")
     downscaling.add_argument("--out", required=True, help="directory for scores and plots")
     downscaling.set_defaults(run=_evaluate_downscaling)
+    multi_help = "NAME=PATH (or NAME='{dataset: PATH, thinning: 2}') of each dataset the model uses"
+    multi_predict = groups.add_parser(
+        "predict-multi-dataset",
+        help="forecasts of a model on several datasets: OUT/<dataset>.zarr per output dataset",
+    )
+    multi_predict.add_argument("model", help="exported model (squall export)")
+    multi_predict.add_argument("--dataset", action="append", required=True, help=multi_help)
+    multi_predict.add_argument("--start", required=True, help="first initial time")
+    multi_predict.add_argument("--end", required=True, help="last initial time")
+    multi_predict.add_argument("--lead-time", default="24h")
+    multi_predict.add_argument("--out", required=True, help="directory of forecasts zarrs")
+    multi_predict.add_argument("--batch-size", type=int, default=8)
+    multi_predict.add_argument("--device", help="cpu or cuda (default: cuda when there is one)")
+    multi_predict.set_defaults(run=_predict_multi_dataset)
+    multi_evaluate = groups.add_parser(
+        "evaluate-multi-dataset",
+        help="score each dataset's forecasts against its truth; one table with a dataset column",
+    )
+    multi_evaluate.add_argument("forecasts", help="directory from predict-multi-dataset")
+    multi_evaluate.add_argument("--truth", action="append", required=True, help=multi_help)
+    multi_evaluate.add_argument("--climatology-start", required=True, help="training split start")
+    multi_evaluate.add_argument("--climatology-end", required=True, help="training split end")
+    multi_evaluate.add_argument("--out", required=True, help="directory for scores and plots")
+    multi_evaluate.set_defaults(run=_evaluate_multi_dataset)
     return parser
 
 

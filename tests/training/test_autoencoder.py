@@ -7,8 +7,8 @@ import torch
 from tiny_graph import tiny_graph
 
 from squall.config.schema import TaskConfig
+from squall.evaluation.reconstruction import compression_ratio
 from squall.models.interface import ForecastModel
-from squall.training.autoencoder import compression_ratio
 from squall.training.losses import build_loss
 from squall.training.tasks import build_task, task_model_spec, task_offsets
 

@@ -90,3 +90,21 @@ def test_a_dataset_weighted_zero_trains_nothing_of_its_own(graph):
     assert any(
         p.grad is not None and p.grad.any() for p in network.output_mlps["fine"].parameters()
     )
+
+
+def test_inference_rollout_is_the_training_rollout(graph):
+    """MultiDatasetModel.rollout (physical, as predict-multi-dataset calls it) gives the
+    training rollout's predictions; it needs the data of later steps only for inputs the model
+    does not predict (here the fine dataset's forcing lsm)."""
+    task = _task(graph, FORECASTER, 1, {"coarse": 1.0, "fine": 1.0}, input_steps=2)
+    model, batch = task.model, _batch(times=4)
+    predictions, _, _ = task._roll_out(batch, steps=2)
+    assert model.needs_known_inputs
+    with pytest.raises(ValueError, match="pass their values at each step"):
+        model.rollout({n: v[:, :2] for n, v in batch["data"].items()}, batch["time"][:, 1], 2)
+    known = {name: values[:, 2:] for name, values in batch["data"].items()}
+    inputs = {name: values[:, :2] for name, values in batch["data"].items()}
+    physical = model.rollout(inputs, batch["time"][:, 1], 2, known)
+    for name, side in model.datasets.items():
+        expected = side.normalizer.denormalise(predictions[name], side.output_columns)
+        torch.testing.assert_close(physical[name], expected.detach(), rtol=1e-5, atol=1e-4)

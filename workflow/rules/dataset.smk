@@ -2,7 +2,7 @@ rule dataset:
     """Raw files -> anemoi-layout zarr, from a recipe in configs/datasets."""
     input:
         recipe="configs/datasets/{dataset}.yaml",
-        sources=lambda w: [s["path"] for s in recipe_content(f"configs/datasets/{w.dataset}.yaml")["sources"]],
+        sources=lambda w: [s["path"] for s in recipe_content(f"configs/datasets/{w.dataset}.yaml").get("sources", [])],
     output:
         directory("results/datasets/{dataset}.zarr"),
     params:

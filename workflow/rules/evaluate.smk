@@ -8,7 +8,9 @@ EVALUATION_PLOTS = {
 
 
 rule evaluate:
-    """Scores of the forecasts, persistence and climatology against the truth; plots."""
+    """Scores of the forecasts, persistence and climatology against the truth; plots. An
+    interpolator is scored per target hour against linear interpolation in time and the
+    nearer true input, an autoencoder's reconstruction against the climatology."""
     input:
         forecasts="results/{experiment}/forecasts.zarr",
         dataset=dataset_path,

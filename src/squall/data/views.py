@@ -306,6 +306,12 @@ class Cutout(_Combined):
         self.longitudes = np.concatenate([regional.longitudes, outer.longitudes[self.global_mask]])
         self.field_shape = (len(self.latitudes),)
         self.missing = regional.missing | outer.missing
+        # as anemoi records a cut-out: the points of each part, regional first (the graph's
+        # data nodes turn it into `cutout_mask`)
+        self.metadata = {
+            **regional.metadata,
+            "grids": [self.regional_points, len(self.global_points)],
+        }
 
     def _read_rows(self, positions: np.ndarray, points: Points, out=None) -> np.ndarray:
         wanted = np.arange(len(self.latitudes))[slice(None) if points is None else points]

@@ -12,7 +12,18 @@ from squall.data.store import Dataset, open_dataset
 from squall.evaluation import plots
 from squall.evaluation.area import area_weights, is_regular_latlon
 from squall.evaluation.baselines import climatology_forecast, fit_climatology, persistence
+from squall.evaluation.interpolation import TASK as INTERPOLATION
+from squall.evaluation.interpolation import interpolation_baselines
+from squall.evaluation.reconstruction import TASK as RECONSTRUCTION
+from squall.evaluation.reconstruction import latent_rows, reconstruction_baselines
 from squall.evaluation.scores import score_table, write_scores
+
+FORECASTER = "forecaster"
+# Tasks without a rollout: their references beside the climatology (forecasts.attrs["task"]).
+TASK_BASELINES = {
+    INTERPOLATION: interpolation_baselines,
+    RECONSTRUCTION: reconstruction_baselines,
+}
 
 
 def _fields(store: Dataset, indices: np.ndarray, columns: list[int]) -> np.ndarray:
@@ -86,10 +97,16 @@ def evaluate(
     candidates = {
         "model": forecasts.forecast.transpose(
             "init_time", "lead_time", "member", "point", "variable"
-        ).values,
-        "persistence": persistence(initial, len(leads))[:, :, None],
-        "climatology": climatology[:, :, None],
+        ).values
     }
+    task = forecasts.attrs.get("task", FORECASTER)
+    if task == FORECASTER:
+        candidates["persistence"] = persistence(initial, len(leads))[:, :, None]
+    else:  # an interpolator's or autoencoder's own references, from the true states
+        candidates |= TASK_BASELINES[task](
+            forecasts, lambda dates: _fields(store, _date_indices(store, dates), columns)
+        )
+    candidates["climatology"] = climatology[:, :, None]
     for name, path in (baselines or {}).items():
         candidates[name] = _baseline_forecast(path, forecasts)
 
@@ -97,8 +114,13 @@ def evaluate(
     weights, weighting = area_weights(
         store.latitudes, store.longitudes, store.field_shape, graph_weights
     )
+    if "forced" in forecasts.coords:  # the boundary was overwritten with the truth: unscored
+        weights = np.where(forecasts.forced.values, 0.0, weights)
+        weighting += ", inside the domain only (forced boundary points left out)"
     units = forecasts.attrs.get("units", {})
     scores = score_table(candidates, truth, climatology, weights, variables, units, lead_hours)
+    if task == RECONSTRUCTION:
+        scores = pd.concat([scores, latent_rows(forecasts)], ignore_index=True)
     scores.attrs["area_weights"] = weighting
     write_scores(scores, out_dir)
 
@@ -118,12 +140,13 @@ def evaluate(
         f"{str(inits[0])[:16]}, +{lead_hours[-1]} h",
         figures / "forecast_map.png",
     )
+    reference = next(name for name in candidates if name != "model")  # persistence, linear
     if is_regular_latlon(store.latitudes, store.longitudes, field_shape):
         plots.plot_spectra(
             {
                 "truth": truth,
                 "model": model_mean,
-                "persistence": candidates["persistence"][:, :, 0],
+                reference: candidates[reference][:, :, 0],
             },
             store.latitudes,
             store.longitudes,
@@ -131,6 +154,13 @@ def evaluate(
             variables,
             units,
             lead_hours,
+            figures / "spectra.png",
+        )
+    else:  # e.g. a cut-out grid: regional points, then the outer ones
+        plots.plot_note(
+            "Zonal power spectra",
+            f"not drawn: they need a regular lat-lon grid, and this one ({len(store.latitudes)} "
+            f"points, field shape {list(field_shape)}) is not",
             figures / "spectra.png",
         )
     if candidates["model"].shape[2] > 1:

@@ -130,6 +130,15 @@ def plot_forecast_map(
     return _save(figure, path)
 
 
+def plot_note(title: str, text: str, path: str | Path) -> Path:
+    """A figure that says why a plot could not be drawn (the pipeline expects every file)."""
+    figure, axis = plt.subplots(figsize=(6, 2.5))
+    axis.axis("off")
+    axis.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
 def plot_spectra(
     fields: dict[str, np.ndarray],
     latitudes: np.ndarray,

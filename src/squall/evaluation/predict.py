@@ -17,7 +17,10 @@ import xarray as xr
 from tqdm import tqdm
 
 from squall.data.store import Dataset, open_dataset
-from squall.export.artifact import load_artifact, read_graph
+from squall.evaluation.forecast_layout import forecast_dataset, read_states
+from squall.evaluation.interpolation import predict_interpolation
+from squall.evaluation.reconstruction import predict_reconstruction
+from squall.export.artifact import load_artifact
 
 
 def forecastable_inits(
@@ -38,6 +41,16 @@ def forecastable_inits(
         ):
             indices.append(index)
     return indices
+
+
+def lead_steps_of(lead_time_hours: int, step_seconds: int) -> int:
+    """Model steps to a lead time; refused unless it is a whole number of steps."""
+    if (lead_time_hours * 3600) % step_seconds:
+        raise ValueError(
+            f"lead time {lead_time_hours} h is not a multiple of the model step "
+            f"({step_seconds // 3600} h)"
+        )
+    return lead_time_hours * 3600 // step_seconds
 
 
 def _check_grid(store: Dataset, metadata: dict, dataset_path) -> None:
@@ -67,7 +80,7 @@ def predict(
     model, metadata = load_artifact(artifact, device=device)
     if "datasets" in metadata["model_spec"]:
         raise ValueError(
-            f"{artifact} reads several datasets; `squall predict` takes single-dataset models "
+            f"{artifact} reads several datasets: forecast with `squall predict-multi-dataset` "
             "(score a downscaler with `squall evaluate-downscaling`)"
         )
     store = open_dataset(dataset_path)
@@ -76,13 +89,13 @@ def predict(
     absent = [v for v in variables if v not in store.name_to_index]
     if absent:
         raise ValueError(f"the model needs {absent}, which {dataset_path} does not have")
+    # one network call per sample, no rollout: their own windows and layout
+    if model.task == "interpolator":
+        return predict_interpolation(model, metadata, artifact, dataset_path, start, end, device)
+    if model.task == "autoencoder":
+        return predict_reconstruction(model, metadata, artifact, dataset_path, start, end, device)
     step_seconds = metadata["timestep_seconds"]
-    if (lead_time_hours * 3600) % step_seconds:
-        raise ValueError(
-            f"lead time {lead_time_hours} h is not a multiple of the model step "
-            f"({step_seconds // 3600} h)"
-        )
-    lead_steps = lead_time_hours * 3600 // step_seconds
+    lead_steps = lead_steps_of(lead_time_hours, step_seconds)
     step = int(step_seconds // store.frequency.total_seconds())
     # a limited-area model also reads the true state of its boundary at every step
     has_forcing = bool(metadata["variables"]["forcing"] or metadata["model_spec"].get("boundary"))
@@ -97,58 +110,25 @@ def predict(
     columns = [store.name_to_index[v] for v in variables]
     epoch = store.dates.astype("datetime64[s]").astype(np.int64)
 
-    def fields(indices: np.ndarray) -> torch.Tensor:
-        """(n, T) date indices -> (n, T, E, G, V) on the device."""
-        values = store.read(indices.ravel().tolist())[:, columns]  # (n*T, V, E, G)
-        values = values.reshape(*indices.shape, *values.shape[1:]).transpose(0, 1, 3, 4, 2)
-        tensor = torch.from_numpy(np.ascontiguousarray(values)).to(device)
-        if members and members != tensor.shape[2]:
-            if tensor.shape[2] != 1:
-                raise ValueError(
-                    f"the dataset has {tensor.shape[2]} members; --members {members} can only "
-                    "repeat a single-member dataset"
-                )
-            tensor = tensor.expand(-1, -1, members, -1, -1).contiguous()
-        return tensor
-
     chunks = []
     batches = range(0, len(inits), batch_size)
     for first in tqdm(batches, desc="forecasts", unit="batch", disable=not progress):
         batch = np.asarray(inits[first : first + batch_size])
         inputs = batch[:, None] + (np.arange(k) - (k - 1))[None, :] * step
         future = batch[:, None] + np.arange(1, lead_steps + 1)[None, :] * step
-        known = fields(future) if has_forcing else None
+        known = read_states(store, future, columns, device, members) if has_forcing else None
         times = torch.from_numpy(epoch[batch]).to(device)
-        chunks.append(model.rollout(fields(inputs), times, lead_steps, known).cpu().numpy())
+        states = read_states(store, inputs, columns, device, members)
+        chunks.append(model.rollout(states, times, lead_steps, known).cpu().numpy())
     forecast = np.concatenate(chunks)  # (I, L, E, G, V_out)
     lead_time = (np.arange(1, lead_steps + 1) * step_seconds).astype("timedelta64[s]")
-    graph = read_graph(artifact)
-    area_weight = graph["data"].get("area_weight") if "data" in graph.node_types else None
-    coords = {
-        "init_time": store.dates[inits],
-        "lead_time": lead_time,
-        "member": np.arange(forecast.shape[2]),
-        "variable": metadata["variables"]["output"],
-        "latitude": ("point", store.latitudes),
-        "longitude": ("point", store.longitudes),
-    }
-    if area_weight is not None:
-        coords["area_weight"] = ("point", area_weight.cpu().numpy())
-    return xr.Dataset(
-        {"forecast": (("init_time", "lead_time", "member", "point", "variable"), forecast)},
-        coords=coords,
-        attrs={
-            "model": str(artifact),
-            "dataset": str(dataset_path),
-            "field_shape": list(store.field_shape),
-            "coordinates_hash": store.coordinates_hash,
-            "timestep_seconds": step_seconds,
-            "units": {
-                v: store.metadata.get("variables_metadata", {}).get(v, {}).get("units", "")
-                for v in metadata["variables"]["output"]
-            },
-        },
+    forecasts = forecast_dataset(
+        forecast, store.dates[inits], lead_time, store, metadata, artifact, dataset_path
     )
+    forced = getattr(model, "forced", None)
+    if forced is not None:  # a limited-area model's boundary, the truth: evaluate leaves it out
+        forecasts = forecasts.assign_coords(forced=("point", forced.cpu().numpy()))
+    return forecasts
 
 
 def write_zarr_atomically(dataset: xr.Dataset, path: str | Path) -> Path:

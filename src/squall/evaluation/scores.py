@@ -77,7 +77,9 @@ def write_scores(scores: pd.DataFrame, out_dir: str | Path) -> None:
     nested: dict = {}
     for row in scores.itertuples(index=False):
         value = None if np.isnan(row.value) else row.value
-        leaf = nested.setdefault(row.forecast, {}).setdefault(row.variable, {})
+        # several datasets (a `dataset` column) may share variable names: one level each
+        top = nested.setdefault(row.dataset, {}) if "dataset" in scores.columns else nested
+        leaf = top.setdefault(row.forecast, {}).setdefault(row.variable, {})
         leaf.setdefault(row.metric, {})[str(row.lead_time_hours)] = value
     for name, write in (
         ("scores.csv", lambda path: scores.to_csv(path, index=False)),

@@ -276,6 +276,69 @@ class MultiDatasetModel(nn.Module):
             }
         return summary
 
+    def rollout_normalised(
+        self,
+        state: dict[str, torch.Tensor],
+        valid_times: torch.Tensor,
+        known: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Autoregressive steps of a forecaster, all normalised: inputs {name: (B, T, E, G, V)}
+        of the input datasets, valid times (B, steps) of the steps, and `known` {name: (B,
+        steps, E, G, V)}, the data at each step for the input variables the model does not
+        predict (None when it predicts them all) -> {name: (B, steps, E, G, V_out)}."""
+        if self.lead_steps == 0:
+            raise ValueError("a downscaler predicts at its input time: it has no rollout")
+        if known is None and self.needs_known_inputs:
+            raise ValueError(
+                "the model reads input variables it does not predict (forcings, or an input-only "
+                "dataset): pass their values at each step as `known`"
+            )
+        state = dict(state)
+        outputs: dict[str, list[torch.Tensor]] = {name: [] for name in self.output_names}
+        for step in range(valid_times.shape[1]):
+            prediction = self.forward_normalised(state, valid_times[:, step])
+            for name, values in prediction.items():
+                outputs[name].append(values)
+            for name in self.input_names:  # next state: prognostic fed back, the rest read
+                side = self.datasets[name]
+                # without `known`, every input variable is predicted: the last state is a base
+                base = known[name][:, step] if known is not None else state[name][:, -1]
+                new = side.next_input_state(prediction[name], base) if name in prediction else base
+                state[name] = torch.cat([state[name][:, 1:], new[:, None]], dim=1)
+        return {name: torch.stack(values, dim=1) for name, values in outputs.items()}
+
+    @property
+    def needs_known_inputs(self) -> bool:
+        """Whether a rollout reads data at later steps: some input is not an output."""
+        return any(
+            set(side.input_variables) - set(side.output_variables)
+            for name, side in self.datasets.items()
+            if name in self.input_names
+        )
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        x: dict[str, torch.Tensor],
+        last_input_time: torch.Tensor,
+        steps: int,
+        known: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Physical inputs {name: (B, T, E, G, V)}, last input times (B,) epoch seconds, and
+        (see rollout_normalised) physical `known` -> physical {name: (B, steps, E, G, V_out)}."""
+        state = {n: self.datasets[n].normalizer.normalise(x[n]) for n in self.input_names}
+        offsets = torch.arange(1, steps + 1, device=last_input_time.device)
+        valid_times = last_input_time[:, None] + offsets[None, :] * self.timestep_seconds
+        if known is not None:
+            known = {n: self.datasets[n].normalizer.normalise(known[n]) for n in self.input_names}
+        outputs = self.rollout_normalised(state, valid_times, known)
+        return {
+            name: self.datasets[name].normalizer.denormalise(
+                out, self.datasets[name].output_columns
+            )
+            for name, out in outputs.items()
+        }
+
     @torch.no_grad()
     def predict(
         self, x: dict[str, torch.Tensor], last_input_time: torch.Tensor

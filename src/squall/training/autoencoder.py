@@ -12,12 +12,6 @@ import torch
 from squall.training.forecaster import Forecaster
 
 
-def compression_ratio(grid_points: int, variables: int, hidden_nodes: int, channels: int) -> float:
-    """Values in a state (grid points x input variables) per value of its latent (hidden nodes
-    x hidden channels): above 1, the latent is smaller than the state."""
-    return grid_points * variables / (hidden_nodes * channels)
-
-
 class Autoencoder(Forecaster):
     """Validation metrics are named val/rmse/<variable>/reconstruction."""
 

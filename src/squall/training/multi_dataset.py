@@ -84,24 +84,17 @@ class MultiDatasetTask(Forecaster):
                 f"{k + model.lead_steps * steps}: build the datamodule for the longest rollout"
             )
         state = {name: data[name][:, :k] for name in model.input_names}
-        predictions: dict[str, list[torch.Tensor]] = {name: [] for name in model.output_names}
         target_times = [k - 1 + model.lead_steps * (step + 1) for step in range(steps)]
-        for index in target_times:
-            prediction = model.forward_normalised(state, batch["time"][:, index])
-            for name, values in prediction.items():
-                predictions[name].append(values)
-            if model.lead_steps == 0:
-                break
-            for name in model.input_names:  # next state: prognostic fed back, the rest read
-                side, truth = model.datasets[name], data[name][:, index]
-                new = (
-                    side.next_input_state(prediction[name], truth) if name in prediction else truth
-                )
-                state[name] = torch.cat([state[name][:, 1:], new[:, None]], dim=1)
+        if model.lead_steps == 0:  # a downscaler: one prediction, at the last input time
+            prediction = model.forward_normalised(state, batch["time"][:, k - 1])
+            predictions = {name: values[:, None] for name, values in prediction.items()}
+        else:  # prognostic variables fed back, the rest read from the data
+            known = {name: data[name][:, target_times] for name in model.input_names}
+            predictions = model.rollout_normalised(state, batch["time"][:, target_times], known)
         outputs, targets, skips = {}, {}, {}
         for name in model.output_names:
             columns = model.datasets[name].output_columns
-            outputs[name] = torch.stack(predictions[name], dim=1)
+            outputs[name] = predictions[name]
             targets[name] = data[name][:, target_times][..., columns]
             raw = batch["data"][name][:, target_times][..., columns]
             skips[name] = model.datasets[name].normalizer.nan_mask(raw)
