@@ -21,13 +21,45 @@ BOUNDING_KINDS = ("relu",)
 TASKS = ("forecaster", "interpolator", "autoencoder")
 
 
-def _roles(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
+def variable_roles(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Input variables (prognostic + forcing) and output variables (prognostic + diagnostic),
     both in the order of spec['variables']."""
     forcing, diagnostic = set(spec["forcing"]), set(spec["diagnostic"])
     inputs = [name for name in spec["variables"] if name not in diagnostic]
     outputs = [name for name in spec["variables"] if name not in forcing]
     return inputs, outputs
+
+
+def register_variable_roles(
+    module: nn.Module, spec: dict[str, Any], statistics: dict[str, list], normalizer: Preprocessor
+) -> None:
+    """Gives `module` (a single-dataset model, or one dataset's side of a multi-dataset model)
+    its input/output variables and the column buffers and tendency scale that use them."""
+    variables = spec["variables"]
+    module.input_variables, module.output_variables = variable_roles(spec)
+    prognostic = [v for v in module.output_variables if v in module.input_variables]
+    index = {name: i for i, name in enumerate(variables)}
+
+    def columns(names: list[str]) -> torch.Tensor:
+        return torch.tensor([index[name] for name in names], dtype=torch.long)
+
+    module.register_buffer("input_columns", columns(module.input_variables), persistent=False)
+    module.register_buffer("output_columns", columns(module.output_variables), persistent=False)
+    module.register_buffer("prognostic_columns", columns(prognostic), persistent=False)
+    # Where each prognostic variable sits among the outputs.
+    module.register_buffer(
+        "prognostic_in_output",
+        torch.tensor([module.output_variables.index(v) for v in prognostic], dtype=torch.long),
+        persistent=False,
+    )
+    # Prognostic outputs are a tendency scaled by its own spread: a 6 h change is a small
+    # fraction of a field's stdev, and the network should not have to learn that scale.
+    # Remapped variables have no tendency statistics in remapped space: scale 1.
+    ratio = torch.as_tensor(statistics["tendency_stdev"], dtype=torch.float32)
+    ratio = ratio / normalizer.scale
+    remapped = torch.tensor([name in normalizer.remaps for name in variables])
+    ratio = torch.where(remapped, 1.0, ratio)
+    module.register_buffer("tendency_scale", ratio[module.prognostic_columns].clone())
 
 
 class ForecastModel(nn.Module):
@@ -51,31 +83,9 @@ class ForecastModel(nn.Module):
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose one of {TASKS}")
         variables = spec["variables"]
-        self.input_variables, self.output_variables = _roles(spec)
-        prognostic = [v for v in self.output_variables if v in self.input_variables]
-        index = {name: i for i, name in enumerate(variables)}
-
-        def columns(names: list[str]) -> torch.Tensor:
-            return torch.tensor([index[name] for name in names], dtype=torch.long)
-
-        self.register_buffer("input_columns", columns(self.input_variables), persistent=False)
-        self.register_buffer("output_columns", columns(self.output_variables), persistent=False)
-        self.register_buffer("prognostic_columns", columns(prognostic), persistent=False)
-        # Where each prognostic variable sits among the outputs.
-        self.register_buffer(
-            "prognostic_in_output",
-            torch.tensor([self.output_variables.index(v) for v in prognostic], dtype=torch.long),
-            persistent=False,
-        )
         self.normalizer = Preprocessor(variables, statistics, spec.get("preprocessing"))
-        # Prognostic outputs are a tendency scaled by its own spread: a 6 h change is a small
-        # fraction of a field's stdev, and the network should not have to learn that scale.
-        # Remapped variables have no tendency statistics in remapped space: scale 1.
-        ratio = torch.as_tensor(statistics["tendency_stdev"], dtype=torch.float32)
-        ratio = ratio / self.normalizer.scale
-        remapped = torch.tensor([name in self.normalizer.remaps for name in variables])
-        ratio = torch.where(remapped, 1.0, ratio)
-        self.register_buffer("tendency_scale", ratio[self.prognostic_columns].clone())
+        register_variable_roles(self, spec, statistics, self.normalizer)
+        index = {name: i for i, name in enumerate(variables)}
         self._register_bounds(spec.get("bounding", []), index)
 
         coordinates = graph["data"].x.float()
@@ -231,10 +241,12 @@ class ForecastModel(nn.Module):
 
     def apply_boundary(self, prediction: torch.Tensor, known_state: torch.Tensor) -> torch.Tensor:
         """A limited-area model's output (B, E, G, V_out) with its forced points taken from the
-        true state (B, E, G, V) (both normalised); other models' output unchanged."""
+        true state (B, E, G, V) (both normalised); other models' output unchanged. Under model
+        sharding G is this rank's grid shard, and so is the mask."""
         if self.forced is None:
             return prediction
-        return overwrite_forced(prediction, known_state[..., self.output_columns], self.forced)
+        forced = self.forced[self.network.grid_points]
+        return overwrite_forced(prediction, known_state[..., self.output_columns], forced)
 
     def _missing_outputs(self, last_state: torch.Tensor) -> torch.Tensor:
         """(B, E, G, V_out) True where an output variable was NaN in the last input state: those

@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from squall.models.computed_forcings import computed_forcings
 from squall.models.diffusion import build_forecast_model
 from squall.models.grid_interpolation import interpolate, linear_weights
-from squall.models.interface import _roles
+from squall.models.interface import register_variable_roles
 from squall.models.multi_dataset_network import NETWORK_KEYS, MultiDatasetNetwork
 from squall.models.preprocessing import Preprocessor
 
@@ -49,30 +49,11 @@ class DatasetSide(nn.Module):
         super().__init__()
         variables = roles["variables"]
         self.variables = list(variables)
-        self.input_variables, self.output_variables = _roles(roles)
-        prognostic = [v for v in self.output_variables if v in self.input_variables]
-        index = {v: i for i, v in enumerate(variables)}
-
-        def columns(names: list[str]) -> torch.Tensor:
-            return torch.tensor([index[v] for v in names], dtype=torch.long)
-
-        self.register_buffer("input_columns", columns(self.input_variables), False)
-        self.register_buffer("output_columns", columns(self.output_variables), False)
-        self.register_buffer("prognostic_columns", columns(prognostic), False)
-        self.register_buffer(
-            "prognostic_in_output",
-            torch.tensor([self.output_variables.index(v) for v in prognostic], dtype=torch.long),
-            False,
-        )
         self.normalizer = Preprocessor(variables, statistics, preprocessing)
-        # As in ForecastModel: prognostic outputs are a tendency scaled by its own spread.
-        # Without a residual (downscaling: the target is at the input time) the scale is unused.
-        ratio = torch.as_tensor(statistics["tendency_stdev"], dtype=torch.float32)
-        ratio = ratio / self.normalizer.scale
-        remapped = torch.tensor([v in self.normalizer.remaps for v in variables])
-        ratio = torch.where(remapped, 1.0, ratio)
-        self.residual = residual and bool(prognostic)
-        self.register_buffer("tendency_scale", ratio[self.prognostic_columns].clone())
+        register_variable_roles(self, roles, statistics, self.normalizer)
+        # As in ForecastModel, but without a residual (downscaling: the target is at the input
+        # time) the tendency scale is unused.
+        self.residual = residual and len(self.prognostic_columns) > 0
         coordinates = graph[name].x.float()
         self.register_buffer("latitudes", coordinates[:, 0].clone(), False)
         self.register_buffer("longitudes", coordinates[:, 1].clone(), False)
