@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,10 +16,13 @@ import torch.multiprocessing as mp
 from tiny_graph import tiny_graph
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch_geometric.data import HeteroData
 
 from squall.distributed.groups import model_groups
 from squall.distributed.lightning import shard_task
+from squall.models.diffusion import build_forecast_model
 from squall.models.interface import ForecastModel
+from squall.training.diffusion_forecaster import DiffusionForecaster
 from squall.training.forecaster import Forecaster
 from squall.training.losses import build_loss
 from squall.training.scalers import build_scalers
@@ -31,6 +36,10 @@ STATISTICS = {
 }
 # Unequal area weights: the grid weighting must survive the split.
 AREA = torch.linspace(0.5, 1.5, 37)
+# A limited-area model's domain: forced points outside it in every grid shard (of 2 and 4).
+INSIDE = torch.ones(37, dtype=torch.bool)
+INSIDE[::4] = False
+INSIDE[-5:] = False
 # Each processor kind, with the options whose sharding differs: chunked mappers, trainable
 # edges, checkpointing (which recomputes the head exchange in backward), the loss variants.
 CASES = {
@@ -55,10 +64,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def build_model(network: dict) -> ForecastModel:
-    """The tiny forecast model with the `network` options, every parameter drawn at random."""
-    graph = tiny_graph(num_data=37, num_hidden=17)
+def build_model(network: dict, graph: HeteroData | None = None, **spec_parts) -> ForecastModel:
+    """The tiny forecast model with the `network` options (and other `spec_parts`: a boundary,
+    diffusion settings), every parameter drawn at random; on `graph` (its 37 data points) or
+    the tiny graph."""
+    graph = tiny_graph(num_data=37, num_hidden=17) if graph is None else graph
     graph["data"].area_weight = AREA
+    graph["data"].inside = INSIDE
     spec = {
         "variables": VARIABLES,
         "forcing": ["f"],
@@ -67,22 +79,26 @@ def build_model(network: dict) -> ForecastModel:
         "input_steps": INPUT_STEPS,
         "timestep_seconds": 21600,
         "network": {"hidden_channels": 16, "processor_layers": 2, **network},
-    }
+    } | spec_parts
     torch.manual_seed(0)
-    model = ForecastModel(graph, spec, STATISTICS)
+    model = build_forecast_model(graph, spec, STATISTICS)
     for parameter in model.parameters():  # no zero-initialised parts: every gradient counts
         nn.init.normal_(parameter, std=0.3)
     return model
 
 
-def output_scalers() -> dict:
-    """The area scaler and per-variable weights over the outputs a, b, d."""
+def output_scalers(domain_only: bool = False) -> dict:
+    """The area scaler and per-variable weights over the outputs a, b, d (and with
+    `domain_only` a limited-area model's interior scaler: 0 outside INSIDE)."""
     outputs = ["a", "b", "d"]
+    settings = {"area": {"node_attribute": "area_weight"}, "variable_weights": {"a": 2.0}}
+    if domain_only:
+        settings["domain"] = {"node_attribute": "interior"}
     return build_scalers(
-        {"area": {"node_attribute": "area_weight"}, "variable_weights": {"a": 2.0}},
+        settings,
         outputs,
         {key: [values[VARIABLES.index(v)] for v in outputs] for key, values in STATISTICS.items()},
-        {"area_weight": AREA},
+        {"area_weight": AREA, "interior": INSIDE.float()},
     )
 
 
@@ -99,6 +115,9 @@ def build_task(case: str) -> Forecaster:
     model = build_model(network)
     loss = build_loss(loss_settings, output_scalers())
     return Forecaster(model, task_config(), STATISTICS, loss, AREA)
+
+
+CASE_TASKS = {case: partial(build_task, case) for case in CASES}
 
 
 def batch() -> dict[str, torch.Tensor]:
@@ -123,6 +142,8 @@ class TrainingLoss(nn.Module):
         self.task = task
 
     def forward(self, sample: dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(self.task, DiffusionForecaster):  # one denoising step, no rollout
+            return self.task.denoising_loss(sample)
         return self.task.loss(*self.task._roll_out(sample, ROLLOUT))
 
 
@@ -171,17 +192,25 @@ def assert_matches_one_process(
             )
 
 
-def sharded_worker(rank: int, world: int, port: int, layouts: list[int], out: str) -> None:
+def sharded_worker(
+    rank: int,
+    world: int,
+    port: int,
+    layouts: list[int],
+    out: str,
+    cases: dict[str, Callable[[], Forecaster]] | None = None,
+) -> None:
     """Rank `rank` of `world`: for each num_gpus_per_model in `layouts`, every case's loss and
-    DDP-averaged gradients on this rank's replica of the batch and shard of the grid."""
+    DDP-averaged gradients on this rank's replica of the batch and shard of the grid. `cases`
+    names the task builders (this module's processor cases by default)."""
     os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     results = {}
     for shards in layouts:
         groups = model_groups(shards, world, rank)
-        for case in CASES:
-            task = build_task(case)
+        for case, build in (cases or CASE_TASKS).items():
+            task = build()
             sharding = shard_task(task, groups)
             per_replica = BATCH // groups.replicas
             sample = batch()

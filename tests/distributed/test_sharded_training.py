@@ -1,7 +1,8 @@
 """`squall train` with its ranks grouped, on 2 gloo ranks, takes the same optimiser step as one
 process on the same batch: system.hardware.num_gpus_per_model=2 (grid shards; started by
-Lightning's own launcher or by torchrun), and for the ensemble forecaster
-num_gpus_per_ensemble=2 (the members spread) or num_gpus_per_model=2."""
+Lightning's own launcher or by torchrun), for the ensemble forecaster
+num_gpus_per_ensemble=2 (the members spread) or num_gpus_per_model=2, and grid shards of the
+limited-area and the diffusion forecaster."""
 
 from __future__ import annotations
 
@@ -101,3 +102,16 @@ def test_two_ensemble_ranks_take_the_same_step_as_one_process(
     spread = _train(storm_inputs, tmp_path, 2, [*ENSEMBLE, *hardware], "ensemble_crps")
     assert layout in spread[2]
     _assert_same_step(ensemble_single, spread)
+
+
+@pytest.mark.parametrize("template", ["lam", "diffusion"])
+def test_two_grid_shards_of_a_method_take_the_same_step_as_one_process(
+    storm_inputs, tmp_path, template
+):
+    # the limited-area model's boundary ring and domain weights, cut by shard; the diffusion
+    # noise levels and noise the same whatever the sharding
+    single = _train(storm_inputs, tmp_path / "one", 1, ENSEMBLE, template)
+    hardware = [*ENSEMBLE, "system.hardware.num_gpus_per_model=2"]
+    sharded = _train(storm_inputs, tmp_path / "two", 2, hardware, template)
+    assert "1 model replica(s) x 2 grid shards" in sharded[2]
+    _assert_same_step(single, sharded)

@@ -8,101 +8,19 @@ and south to north), so that most mapper edges stay on the rank. Every edge set
 is sharded by destination: a rank runs the edges into its own nodes, after bringing in the
 source rows they read from the other shards (SourceExchange; in the processor, once per layer:
 a halo exchange). The transformer processor trades node shards for head shards around its
-attention instead (HeadExchange). The layer kernels are the network's own, unchanged.
+attention instead (HeadExchange); the hierarchical processor shards every level
+(hierarchy_sharding). The layer kernels are the network's own, unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-from scipy.optimize import linear_sum_assignment
 
-from squall.distributed.exchange import (
-    HeadExchange,
-    Range,
-    SourceExchange,
-    owner_order,
-    shard_ranges,
-    sum_over_shards,
-)
+from squall.distributed.edge_sharding import matched_ranges, shard_edges
+from squall.distributed.exchange import HeadExchange, shard_ranges, sum_over_shards
 from squall.distributed.groups import ModelGroups
-from squall.models.blocks import target_chunks
+from squall.distributed.hierarchy_sharding import HierarchySharding
 from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
-
-
-@dataclass
-class ShardEdges:
-    """The edges into this shard's targets: `edge_slice` of the (target-sorted) edge set, with
-    `edge_index` rows (position in the exchanged sources, position among the local targets)."""
-
-    edge_slice: slice
-    edge_index: torch.Tensor
-    chunks: list[tuple[int, int, int, int]]
-    exchange: SourceExchange
-    _on_device: dict[torch.device, torch.Tensor] = field(default_factory=dict)
-
-    def index(self, device: torch.device) -> torch.Tensor:
-        if device not in self._on_device:
-            self._on_device[device] = self.edge_index.to(device)
-        return self._on_device[device]
-
-
-def shard_edges(
-    edge_index: torch.Tensor,
-    source_ranges: list[Range],
-    target_ranges: list[Range],
-    groups: ModelGroups,
-    num_chunks: int = 1,
-) -> ShardEdges:
-    """Shard an edge set (sorted by target) by destination. Every rank computes every rank's
-    needs from the whole graph, so the exchange plan needs no communication."""
-    edge_index = edge_index.cpu()
-    targets = edge_index[1]
-
-    def edges_into(target_range: Range) -> slice:
-        first, last = torch.searchsorted(targets, torch.tensor(target_range)).tolist()
-        return slice(first, last)
-
-    needed = [
-        owner_order(torch.unique(edge_index[0, edges_into(target_range)]), source_ranges)
-        for target_range in target_ranges
-    ]
-    shard = groups.shard
-    edge_slice = edges_into(target_ranges[shard])
-    position = torch.full((int(edge_index[0].max()) + 1 if targets.numel() else 1,), -1)
-    position[needed[shard]] = torch.arange(len(needed[shard]))
-    start, end = target_ranges[shard]
-    local = torch.stack([position[edge_index[0, edge_slice]], edge_index[1, edge_slice] - start])
-    return ShardEdges(
-        edge_slice,
-        local,
-        target_chunks(local[1], end - start, num_chunks),
-        SourceExchange(needed, source_ranges, shard, groups.group),
-    )
-
-
-def hidden_ranges(network: EncoderProcessorDecoder, data: list[Range], shards: int) -> list[Range]:
-    """The hidden range of each rank: balanced contiguous ranges, dealt so that the encoder and
-    decoder edges between a rank's data range and its hidden range are as many as possible."""
-    ranges = shard_ranges(network.num_hidden_nodes, shards)
-    if shards == 1:
-        return ranges
-    shared = torch.zeros(shards, shards)  # hidden range x data range
-    for edge_index, hidden_row in (
-        (network.encoder_edge_index.cpu(), 1),
-        (network.decoder_edge_index.cpu(), 0),
-    ):
-        hidden = torch.bucketize(
-            edge_index[hidden_row], torch.tensor([s for s, _ in ranges[1:]]), right=True
-        )
-        points = torch.bucketize(
-            edge_index[1 - hidden_row], torch.tensor([s for s, _ in data[1:]]), right=True
-        )
-        shared.index_put_((hidden, points), torch.ones(len(hidden)), accumulate=True)
-    hidden_of, data_of = linear_sum_assignment(shared.numpy(), maximize=True)
-    by_data = dict(zip(data_of.tolist(), hidden_of.tolist(), strict=True))
-    return [ranges[by_data[rank]] for rank in range(shards)]
 
 
 class GridSharding:
@@ -113,15 +31,14 @@ class GridSharding:
 
     def __init__(self, network: EncoderProcessorDecoder, groups: ModelGroups) -> None:
         spec = network.spec
-        if spec["hierarchy_levels"] != 1:
-            raise ValueError(
-                "model sharding (num_gpus_per_model > 1) does not support model.hierarchy_levels"
-                f"={spec['hierarchy_levels']} yet; use hierarchy_levels: 1 or num_gpus_per_model: 1"
-            )
         self.groups = groups
         shards, shard = groups.shards, groups.shard
         data = shard_ranges(network.num_data_nodes, shards)
-        hidden = hidden_ranges(network, data, shards)
+        hidden = matched_ranges(
+            network.num_hidden_nodes,
+            [(network.encoder_edge_index, 1), (network.decoder_edge_index, 0)],
+            data,
+        )
         self.num_data_points = network.num_data_nodes
         self.data_points, self.hidden_points = slice(*data[shard]), slice(*hidden[shard])
         chunks = spec["num_chunks"]
@@ -137,6 +54,9 @@ class GridSharding:
             self.edges["processor"] = shard_edges(
                 network.processor_edge_index, hidden, hidden, groups
             )
+        self.hierarchy = None
+        if spec["hierarchy_levels"] > 1:
+            self.hierarchy = HierarchySharding(network.processor, hidden, groups)
 
     def __deepcopy__(self, memo: dict) -> GridSharding:
         # A copy of the network (an EMA of the weights) runs on this rank too: same layout.
@@ -195,6 +115,15 @@ class GridSharding:
         data_nodes = network.encoder.update_sources(data_nodes)
         if self.heads is not None:
             hidden_nodes = network.processor(hidden_nodes, None, None, noise, self.heads)
+        elif self.hierarchy is not None:
+            processor = self.edges["processor"]
+            hidden_nodes = self.hierarchy.forward(
+                network.processor,
+                hidden_nodes,
+                processor,
+                network._edge_inputs("processor")[processor.edge_slice],
+                noise,
+            )
         else:
             processor = self.edges["processor"]
             hidden_nodes = network.processor(

@@ -19,18 +19,20 @@ from pytorch_lightning.utilities import rank_zero_info
 from squall.distributed.grid_sharding import GridSharding
 from squall.distributed.groups import MemberGroups, ModelGroups, member_groups, model_groups
 from squall.training.crps import EnsembleLoss
+from squall.training.diffusion_forecaster import DiffusionForecaster
 from squall.training.ensemble_forecaster import EnsembleForecaster
 from squall.training.forecaster import Forecaster
 from squall.training.losses import CombinedLoss, WeightedLoss
 
 
 def shard_task(task: pl.LightningModule, groups: ModelGroups) -> GridSharding:
-    """Install this rank's grid shard into a training task (the deterministic or the ensemble
-    forecaster): its model's network runs on the shard, and its loss is the shard's part of the
-    whole grid's."""
-    shardable = (
-        type(task) is Forecaster and isinstance(task.loss, (WeightedLoss, CombinedLoss))
-    ) or (
+    """Install this rank's grid shard into a training task (the deterministic forecaster, a
+    limited-area one included, or the ensemble or diffusion forecaster): its model's network
+    runs on the shard, and its loss is the shard's part of the whole grid's. A limited-area
+    model's forced points are overwritten on each shard's slice of the grid (ForecastModel.
+    apply_boundary); its loss weighs the domain through a grid scaler, sharded like the others."""
+    weighted = isinstance(task.loss, (WeightedLoss, CombinedLoss))
+    shardable = (type(task) in (Forecaster, DiffusionForecaster) and weighted) or (
         type(task) is EnsembleForecaster
         and isinstance(task.loss, EnsembleLoss)
         and task.loss.kind != "energy"
@@ -38,16 +40,12 @@ def shard_task(task: pl.LightningModule, groups: ModelGroups) -> GridSharding:
     if not shardable:
         loss = getattr(task.loss, "kind", type(task.loss).__name__)
         raise ValueError(
-            "model sharding (num_gpus_per_model > 1) is implemented for the deterministic "
-            "forecaster with the weighted losses and the ensemble forecaster with a kernel CRPS, "
-            f"not for {type(task).__name__} with {loss}; use num_gpus_per_model: 1 for this method"
+            "model sharding (num_gpus_per_model > 1) is implemented for the deterministic and "
+            "diffusion forecasters with the weighted losses and the ensemble forecaster with a "
+            f"kernel CRPS, not for {type(task).__name__} with {loss} (the energy score needs "
+            "whole fields); use num_gpus_per_model: 1 for this method"
         )
     model = task.model
-    if getattr(model, "forced", None) is not None:
-        raise ValueError(
-            "model sharding (num_gpus_per_model > 1) does not support a limited-area boundary "
-            "yet; train the limited-area model with num_gpus_per_model: 1"
-        )
     sharding = GridSharding(model.network, groups)
     model.network.grid_sharding = sharding
     for module in task.loss.modules():

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torchmetrics import MeanMetric
 
@@ -41,7 +40,6 @@ class EnsembleForecaster(Forecaster):
     ) -> None:
         super().__init__(model, config, statistics, loss, metric_weights)
         self.members = config["task"]["ensemble"]["members"]
-        self.seed = config.get("training", {}).get("seed", 0)
         # This rank's members (global indices) and the ranks holding the others (spread_members)
         self.local_members = range(self.members)
         self.member_group = None
@@ -81,13 +79,10 @@ class EnsembleForecaster(Forecaster):
         from a generator seeded by (seed, training step, first time of the sample) and keeps
         its own members' rows. Validation uses the same noise every epoch."""
         channels = self.model.network.spec["noise_channels"]
-        counter = self.global_step + 1 if self.training else 0
         mine = slice(self.local_members.start, self.local_members.stop)
         noise = []
-        for first_time in batch["time"][:, 0].tolist():  # one host sync per rollout
-            entropy = [value % 2**64 for value in (self.seed, counter, first_time)]
-            seed = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
-            generator = torch.Generator().manual_seed(int(seed))
+        for (seed,) in self.sample_seeds(batch, 1):
+            generator = torch.Generator().manual_seed(seed)
             draw = torch.randn(steps, self.members, channels, generator=generator)
             noise.append(draw[:, mine])
         data = batch["data"]

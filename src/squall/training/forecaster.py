@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torchmetrics import MeanMetric
@@ -90,6 +91,23 @@ class Forecaster(pl.LightningModule):
             batch["data"][:, k : k + steps][..., self.model.output_columns]
         )
         return torch.stack(predictions, dim=1), targets, skip
+
+    @property
+    def seed(self) -> int:
+        """training.seed: with the step and a sample's first time, it seeds that sample's noise."""
+        return self.config.get("training", {}).get("seed", 0)
+
+    def sample_seeds(self, batch: dict[str, torch.Tensor], count: int) -> list[list[int]]:
+        """`count` independent seeds per sample of `batch` from training.seed, the training step
+        (0 in validation: the same noise every epoch) and the sample's first time, so a sample's
+        noise does not depend on which rank draws it or how members and grid are split."""
+        counter = self.global_step + 1 if self.training else 0
+        seeds = []
+        for first_time in batch["time"][:, 0].tolist():  # one host sync per call
+            entropy = [value % 2**64 for value in (self.seed, counter, first_time)]
+            words = np.random.SeedSequence(entropy).generate_state(count, np.uint64)
+            seeds.append([int(word) for word in words])
+        return seeds
 
     def _member_noise(self, batch: dict[str, torch.Tensor], steps: int) -> torch.Tensor | None:
         """The ensemble noise of each rollout step (steps, B x E, channels); None: the model
