@@ -5,8 +5,8 @@
 #   MATRIX=squall bash benchmarks/gpu/run_gpu.sh   (squall rows only)
 #   MATRIX=gt bash benchmarks/gpu/run_gpu.sh       (tests, graph-transformer rows and their anchor)
 #   MATRIX=v4 bash benchmarks/gpu/run_gpu.sh       (tests, v4 rows of both models, the anchor's two)
-#   MATRIX=v4b bash benchmarks/gpu/run_gpu.sh      (GT rows, the node-level route at 4 heads, anchor)
-#   SQUALL_EDGE_PROJECTION=node before any of them: the node-level edge projection (NOTES v4)
+#   MATRIX=v5 bash benchmarks/gpu/run_gpu.sh       (tests, eager and CUDA-graph rows, memory, anchor)
+#   MATRIX=v5b bash benchmarks/gpu/run_gpu.sh      (CUDA-graph rows with expandable segments)
 #   REFERENCE=1 adds the plain-PyTorch path on the GPU; COMPILE=1 the torch.compile experiment
 # RESULT/PEAK/PROFILE lines go to stdout and to $OUT/gpu_bench.log.
 set -u
@@ -60,15 +60,33 @@ if [ "$MATRIX" = v4 ]; then  # default routes, parameter-matched widths, both an
   echo "done" | tee -a "$LOG"
   exit 0
 fi
-if [ "$MATRIX" = v4b ]; then  # node- vs edge-level projection at 4 heads; GT table rows
-  SQUALL_EDGE_PROJECTION=node squall gt-ckpt-heads4-node-route --model gt --heads 4
-  squall gt-ckpt-heads4-edge-route --model gt --heads 4
-  squall gt-ckpt-edge-route --model gt --peak
-  squall gt-ckpt-chunks1-edge-route --model gt --num-chunks 1
-  squall gt-ckpt-ratio3.25-edge-route --model gt --mlp-hidden-ratio 3.25
-  squall gt-nockpt-chunks1-edge-route --model gt --no-ckpt --num-chunks 1
-  anchor gt-l5-triton --model gt --backend triton
-  anchor_nockpt gt
+if [ "$MATRIX" = v5 ]; then  # each row eager and captured as one CUDA graph; both anchors
+  timeout 300 python3 -m pytest -q -m gpu tests/models/test_kernels.py \
+    tests/models/test_models_processors.py -p no:cacheprovider 2>&1 | tail -n 25 | tee -a "$LOG"
+  timeout 120 python3 -m pytest -q -k cuda tests/models/test_network.py -p no:cacheprovider \
+    2>&1 | tail -n 5 | tee -a "$LOG"
+  squall gt-ckpt --model gt --peak --memory-phases
+  squall gt-ckpt-graph --model gt --cuda-graph --profile 3
+  squall gt-ckpt-ratio3.25 --model gt --mlp-hidden-ratio 3.25
+  squall gt-ckpt-ratio3.25-graph --model gt --mlp-hidden-ratio 3.25 --cuda-graph
+  squall gt-ckpt-chunks1 --model gt --num-chunks 1
+  squall gt-ckpt-chunks1-graph --model gt --num-chunks 1 --cuda-graph
+  squall gnn-ckpt --model gnn --memory-phases
+  squall gnn-ckpt-graph --model gnn --cuda-graph
+  squall gnn-ckpt-ratio1.3 --model gnn --mlp-hidden-ratio 1.3
+  squall gnn-ckpt-ratio1.3-graph --model gnn --mlp-hidden-ratio 1.3 --cuda-graph
+  MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = v5b ]; then  # a graph's private pool fragments less with expandable segments
+  squall gt-ckpt-graph --model gt --cuda-graph
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  squall gt-ckpt-expandable --model gt
+  squall gt-ckpt-graph-expandable --model gt --cuda-graph
+  squall gnn-ckpt-expandable --model gnn
+  squall gnn-ckpt-graph-expandable --model gnn --cuda-graph
+  squall gt-ckpt-chunks1-graph-expandable --model gt --num-chunks 1 --cuda-graph
   echo "done" | tee -a "$LOG"
   exit 0
 fi

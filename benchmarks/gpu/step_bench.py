@@ -10,8 +10,10 @@ checkpointing recompute included) and divided by the median step time.
 Usage: python benchmarks/gpu/step_bench.py --graph G.pt --model gt|gnn [--no-ckpt] [--peak]
        [--mlp-hidden-ratio R] (R 3.25 / 1.3: the anchor's parameter count within ~1%)
 Prints one `RESULT {json}` line (and `PEAK {json}` with --peak: the bf16 matmul ceiling).
-SQUALL_FUSED_KERNELS=0 runs the plain PyTorch path on the GPU, for A/B comparison;
-SQUALL_EDGE_PROJECTION=edge|node forces the graph transformer's edge-projection route.
+SQUALL_FUSED_KERNELS=0 runs the plain PyTorch path on the GPU, for A/B comparison.
+--cuda-graph replays the whole step as one CUDA graph (cuda_graph_step.py); run it with
+PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, or the graph's private memory pool reserves
+1-2.5 GiB more than the step allocates (NOTES v5a). --memory-phases prints where memory goes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import statistics
 import time
 
 import torch
+from cuda_graph_step import CapturedStep
+from memory_phases import memory_phases
 from torch.utils.flop_counter import FlopCounterMode
 
 from squall.graphs.io import load_graph
@@ -100,6 +104,12 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     parser.add_argument("--peak", action="store_true", help="also measure the bf16 matmul peak")
     parser.add_argument("--profile", type=int, default=0, help="profile N steps (kernel count)")
+    parser.add_argument(
+        "--cuda-graph", action="store_true", help="capture the whole step as one CUDA graph"
+    )
+    parser.add_argument(
+        "--memory-phases", action="store_true", help="also print MEMORY: bytes around phases"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("step_bench.py times the GPU path: no CUDA device here")
@@ -113,22 +123,46 @@ def main() -> None:
     area = area / area.mean()
     x = torch.randn(args.batch, grid, args.variables_in * args.multistep, device=device)
     y = torch.randn(args.batch, grid, args.variables_out, device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.625e-4, betas=(0.9, 0.95), fused=True)
+    # capturable: the optimiser's step count on the device, so a CUDA graph can hold the step
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=0.625e-4, betas=(0.9, 0.95), fused=True, capturable=args.cuda_graph
+    )
 
-    def step() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # autocast's weight-cast cache must be off under capture (its entries die with it)
+        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not args.cuda_graph):
             out = model(x)
-        loss = ((out.float() - y).square() * area[:, None]).mean()
+        return ((out.float() - y).square() * area[:, None]).mean()
+
+    def update(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = forward_loss(x, y)
         loss.backward()
         optimizer.step()
         return loss
 
+    def eager_step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        return update(x, y)
+
     model.train()
-    for _ in range(args.warmup):
-        step()
+    if args.memory_phases:  # before timing: one extra update, measured phase by phase
+        phases = memory_phases(model, optimizer, lambda: forward_loss(x, y))
+        print("MEMORY " + json.dumps({"tag": args.tag} | phases), flush=True)
+    step = eager_step
+    if args.cuda_graph:  # warm-up 3 on a side stream + capture + 2 replays: as many updates
+        captured = CapturedStep(update, optimizer, [x, y], warmup=max(1, args.warmup - 2))
+
+        def step() -> torch.Tensor:
+            return captured(x, y)
+
+        for _ in range(args.warmup - max(1, args.warmup - 2)):
+            step()
+    else:
+        for _ in range(args.warmup):
+            step()
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if not args.cuda_graph:  # a graph's peak happens at capture: keep it in the figure
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
@@ -137,8 +171,13 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     peak_memory = torch.cuda.max_memory_allocated() / 2**30
-    with FlopCounterMode(display=False) as counter:
-        step()
+    # a graph's private pool stays reserved between replays: its reserved bytes are its cost
+    peak_reserved = torch.cuda.max_memory_reserved() / 2**30
+    loss = float(loss.detach())
+    if args.profile:
+        profile(step, args.profile, median)
+    with FlopCounterMode(display=False) as counter:  # counts eager dispatches, not replays
+        eager_step()
     matmul_flops = counter.get_total_flops()
     record = {
         "tag": args.tag,
@@ -149,10 +188,10 @@ def main() -> None:
         "heads": args.heads or MODELS[args.model][2],
         "mlp_hidden_layers": args.mlp_hidden_layers,
         "mlp_hidden_ratio": args.mlp_hidden_ratio,
-        "edge_projection": os.environ.get("SQUALL_EDGE_PROJECTION", "edge"),
         "grad_ckpt": not args.no_ckpt,
         "num_chunks": args.num_chunks or MODELS[args.model][3],
         "compile": args.compile,
+        "cuda_graph": args.cuda_graph,
         "fused_kernels": os.environ.get("SQUALL_FUSED_KERNELS", "1") != "0",
         "batch": args.batch,
         "graph": {
@@ -164,9 +203,10 @@ def main() -> None:
         "step_ms_max": round(max(times) * 1e3, 2),
         "samples_per_s": round(args.batch / median, 3),
         "peak_mem_gib": round(peak_memory, 3),
+        "peak_reserved_gib": round(peak_reserved, 3),
         "matmul_tflop_per_step": round(matmul_flops / 1e12, 3),
         "matmul_tflops_achieved": round(matmul_flops / median / 1e12, 1),
-        "loss": float(loss.detach()),
+        "loss": loss,
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
         "steps": args.steps,
@@ -176,8 +216,6 @@ def main() -> None:
         record["bf16_peak_tflops"] = round(peak / 1e12, 1)
         record["fraction_of_peak"] = round(matmul_flops / median / peak, 3)
     print("RESULT " + json.dumps(record), flush=True)
-    if args.profile:
-        profile(step, args.profile, median)
 
 
 def profile(step, steps: int, median: float) -> None:

@@ -4,10 +4,9 @@ For head h:  q_i = W_q LN(x_i),  k_ij = W_k LN(x_j) + W_ek e_ij,  v_ij = W_v LN(
              a_ij = softmax over the incoming edges j of i of (q_i . k_ij / sqrt(d))
              x_i <- x_i + W_o concat_h(sum_j a_ij v_ij);   x_i <- x_i + MLP(LN(x_i))
 Pre-norm residual blocks; edge features enter keys and values, so the attention knows the
-geometry of each edge. The attention itself is kernels.edge_attention: a fused Triton kernel
-over the target-sorted edges on CUDA (optionally with the edge projection W_ek/W_ev moved to
-node level), torch_geometric's scatter softmax (fp32) elsewhere; the three norms feeding
-linear layers are fused with their half-precision cast on CUDA.
+geometry of each edge. The attention itself is kernels.graph_attention: a fused Triton kernel
+over the target-sorted edges on CUDA, torch_geometric's scatter softmax (fp32) elsewhere; the
+three norms feeding linear layers are fused with their half-precision cast on CUDA.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from squall.models.kernels import edge_attention, norm_for_matmul
+from squall.models.kernels import graph_attention, norm_for_matmul
 from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import apply_norm, make_norm, mlp_hidden_width
 
@@ -77,13 +76,11 @@ class GraphTransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """x_dst updated from the projected sources over the edges (attention, then MLP)."""
         target = _norm_for_matmul(self.target_norm, x_dst, condition)
-        attended = edge_attention(
-            self.query(target),
-            kv_source,
-            edge_features,
-            self.edge_key_value,
-            edge_index,
-            self.num_heads,
+        kv_edge = self.edge_key_value(edge_features)
+        if kv_edge.dim() == 2:  # sample-independent edges: one copy serves the batch
+            kv_edge = kv_edge.unsqueeze(0)
+        attended = graph_attention(
+            self.query(target), kv_source, kv_edge, edge_index, self.num_heads
         )
         x_dst = x_dst + self.projection(attended)
         return x_dst + self.mlp(_norm_for_matmul(self.mlp_norm, x_dst, condition))

@@ -126,7 +126,13 @@ class GraphMapper(nn.Module):
 
     def update_sources(self, x_src: torch.Tensor) -> torch.Tensor:
         """The sources' own residual update (identity unless built with update_sources)."""
-        return x_src if self.source_mlp is None else x_src + self.source_mlp(x_src)
+        if self.source_mlp is None:
+            return x_src
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            # its activations (several copies of the source nodes) would stay alive to the end
+            # of backward; x_src, all the recompute needs, is kept anyway
+            return x_src + checkpoint(self.source_mlp, x_src, use_reentrant=False)
+        return x_src + self.source_mlp(x_src)
 
     def forward(
         self,
