@@ -23,14 +23,15 @@ rm -f "$GRAPH"
 { time python3 benchmarks/gpu/build_graph.py "$GRAPH" --deg "$DEG" --level "$LEVEL"; } 2>&1 \
     | tee "$OUT/log.txt"
 CURVE=${CURVE_STEPS:-200}
-CUDA_VISIBLE_DEVICES=0 timeout 90 python3 benchmarks/distributed/sharding_overhead.py \
+[ "${OVERHEAD:-1}" = 1 ] && CUDA_VISIBLE_DEVICES=0 timeout 90 \
+    python3 benchmarks/distributed/sharding_overhead.py \
     --graph "$GRAPH" --rounds 2 --warmup 3 --steps 10 "$@" 2>&1 | tee -a "$OUT/log.txt"
 # Batch 1 per model replica with the loss curves, then a larger batch (timings only).
 for batch in 1 ${LARGER_BATCH:-4}; do
     WORK=/tmp/multi_gpu_batch$batch  # the 1-GPU run's gradients are too large to bring back
     rm -rf "$WORK"
     [ "$batch" = 1 ] && steps=$CURVE || steps=0
-    for gpus in 1 2; do
+    for gpus in ${GPU_COUNTS:-1 2}; do
         timeout 150 torchrun --standalone --nproc_per_node=$gpus \
             benchmarks/distributed/multi_gpu.py --graph "$GRAPH" --out "$WORK" --batch "$batch" \
             --warmup 3 --steps 10 --curve-steps "$steps" "$@" 2>&1 | tee -a "$OUT/log.txt"
