@@ -40,10 +40,14 @@ def test_curriculum_checkpoints_and_ema(storm_inputs, tmp_path):
         "training.ema_decay=0.5",
         "training.optimizer.name=ademamix",
     )
+    # A last.ckpt left by an earlier run of another config: the new run must replace it (a
+    # last-v1.ckpt beside it would leave resumes reading the stale one).
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's")
     best = train(resolved)
     checkpoints = sorted(p.name for p in best.parent.iterdir())
     assert {"best.ckpt", "last.ckpt", "step000001.ckpt", "step000004.ckpt"} <= set(checkpoints)
-    assert not [name for name in checkpoints if ".tmp" in name]
+    assert not [name for name in checkpoints if ".tmp" in name or "-v" in name]
     last = torch.load(best.parent / "last.ckpt", weights_only=True)
     assert last["squall"]["rollout"] == 2  # epoch 1 rolls out 2 steps
     first = torch.load(best.parent / "step000001.ckpt", weights_only=True)

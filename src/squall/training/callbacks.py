@@ -32,7 +32,9 @@ def checkpoint_callbacks(directory: Path, settings: dict[str, Any]) -> list[Mode
             enable_version_counter=False,
         ),
         # last.ckpt after every epoch, improved or not: what a resume starts from.
-        ModelCheckpoint(dirpath=directory, save_top_k=0, save_last=True),
+        ModelCheckpoint(
+            dirpath=directory, save_top_k=0, save_last=True, enable_version_counter=False
+        ),
     ]
     # Periodic checkpoints, all kept: (setting, file name, ModelCheckpoint trigger).
     periodic = (
