@@ -147,3 +147,8 @@ def test_recipe_stores_computed_forcings_as_the_model_computes_them(tmp_path):
     recipe["computed_forcings"] = ["moonlight"]
     with pytest.raises(RecipeError, match="moonlight"):
         create_dataset(recipe, tmp_path / "t.zarr", repo)
+
+
+def test_a_derived_recipe_is_sent_to_dataset_derive():
+    with pytest.raises(RecipeError, match="squall dataset derive"):
+        load_recipe(REPO / "configs/datasets/storm_cutout.yaml")

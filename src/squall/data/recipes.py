@@ -56,6 +56,11 @@ def load_recipe(recipe: dict | str | os.PathLike) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text())
     if not isinstance(loaded, dict):
         raise RecipeError(f"a recipe must be a mapping of keys, got {type(loaded).__name__}")
+    if "derived" in loaded:
+        raise RecipeError(
+            "this is a derived dataset recipe (`derived:`, a combination of other stores): "
+            "build it with `squall dataset derive RECIPE OUT`, not `squall dataset create`"
+        )
     # The statistics period is required: defaulting to all dates would leak test dates.
     required = ("description", "frequency", "statistics", "sources")
     _check_keys(loaded, RECIPE_KEYS, "recipe", required=required)
