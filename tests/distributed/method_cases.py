@@ -30,9 +30,11 @@ DIFFUSION = {"prediction": "tendency", "noise_distribution": "lognormal"}
 
 
 def limited_area() -> Forecaster:
-    """The GNN forecaster of a region: the points outside INSIDE are forced to the truth."""
+    """The GNN forecaster of a region: the points outside INSIDE are forced to the truth, and
+    the network reads that truth at the target time (each shard its slice)."""
     network = {"processor": "gnn", "mapper": "gnn", "num_chunks": 2}
-    model = build_model(network, boundary={"domain_mask": "inside", "ring_width": 0})
+    boundary = {"domain_mask": "inside", "ring_width": 0, "target_forcing": True}
+    model = build_model(network, boundary=boundary)
     loss = build_loss({"name": "mse", "scalers": ["area", "domain"]}, output_scalers(True))
     return Forecaster(model, task_config(), STATISTICS, loss, AREA * INSIDE)
 

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from scipy.spatial import cKDTree
 from tiny_graph import tiny_graph
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -56,6 +58,29 @@ CASES = {
         {"name": "mae", "scalers": ["area"]},
     ),
 }
+
+
+def uneven_graph() -> HeteroData:
+    """The tiny graph (37 data points, 17 hidden nodes) with uneven degrees, like a stretched
+    mesh: the first third of each target set reads 8 nearest sources, the rest 3."""
+    graph = tiny_graph(num_data=37, num_hidden=17)
+    positions = {name: graph[name].x.numpy() for name in ("data", "hidden")}
+    for edge_type in graph.edge_types:
+        source, _, target = edge_type
+        points = [
+            np.stack([np.cos(p[:, 0]) * np.cos(p[:, 1]), np.cos(p[:, 0]) * np.sin(p[:, 1])], 1)
+            for p in (positions[source], positions[target])
+        ]
+        _, nearest = cKDTree(points[0]).query(points[1], k=8)
+        dense = len(points[1]) // 3
+        sources = [row[:8] if node < dense else row[:3] for node, row in enumerate(nearest)]
+        targets = [np.full(len(row), node) for node, row in enumerate(sources)]
+        edge_index = torch.tensor(np.stack([np.concatenate(sources), np.concatenate(targets)]))
+        graph[edge_type].edge_index = edge_index
+        graph[edge_type].edge_attr = torch.rand(
+            edge_index.shape[1], 3, generator=torch.Generator().manual_seed(2)
+        )
+    return graph
 
 
 def free_port() -> int:
@@ -102,19 +127,21 @@ def output_scalers(domain_only: bool = False) -> dict:
     )
 
 
-def task_config(**task) -> dict:
+def task_config(shard_balance: str = "points", **task) -> dict:
     return {
         "task": {"rollout": {"start": ROLLOUT, "maximum": ROLLOUT}, "validation_rollout": 1} | task,
-        "system": {"hardware": {"num_gpus_per_model": 1}},
+        "system": {"hardware": {"num_gpus_per_model": 1, "shard_balance": shard_balance}},
     }
 
 
-def build_task(case: str) -> Forecaster:
+def build_task(case: str, shard_balance: str = "points") -> Forecaster:
+    """The processor case on the tiny graph (equal degrees); with `shard_balance` "edges", on
+    the uneven graph, split by edges."""
     network, loss_settings = CASES[case]
     network = {"gradient_checkpointing": case == "transformer", **network}
-    model = build_model(network)
+    model = build_model(network, uneven_graph() if shard_balance == "edges" else None)
     loss = build_loss(loss_settings, output_scalers())
-    return Forecaster(model, task_config(), STATISTICS, loss, AREA)
+    return Forecaster(model, task_config(shard_balance), STATISTICS, loss, AREA)
 
 
 CASE_TASKS = {case: partial(build_task, case) for case in CASES}

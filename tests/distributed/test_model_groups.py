@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from tiny_graph import tiny_graph
 
 from squall.config.schema import HardwareConfig
-from squall.data.datamodule import ForecastDataModule
+from squall.data.datamodule import ForecastDataModule, grid_shard
 from squall.data.store_write import write_dataset
 from squall.distributed.grid_sharding import GridSharding
 from squall.distributed.groups import ModelGroups, check_num_gpus_per_model, model_groups
@@ -72,7 +72,7 @@ def _read(store, shard: int, shards: int, replica: int, replicas: int) -> np.nda
         num_workers={"training": 0},
         seed=3,
     )
-    datamodule.read_grid_shard(shard, shards)
+    datamodule.read_grid_shard(grid_shard(10, shard, shards))
     datamodule.deal_by_replica(replica, replicas)
     batches = [batch["data"][:, 0, 0, :, 0] for batch in datamodule.train_dataloader()]
     return np.concatenate([b.numpy() for b in batches])

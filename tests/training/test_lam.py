@@ -16,6 +16,8 @@ from squall.training.tasks import build_task, task_model_spec
 
 FIELD = (5, 6)  # the tiny graph's 30 data nodes seen as a 5 x 6 field
 VARIABLES = ["msl", "t", "sst"]
+# Not the identity: training and predict must normalise the boundary alike.
+STATISTICS = {"mean": [1.0, -2.0, 0.5], "stdev": [2.0, 0.5, 3.0], "tendency_stdev": [1.0] * 3}
 
 
 def lam_model(boundary: dict | None, field_shape: tuple[int, int] = FIELD) -> ForecastModel:
@@ -32,8 +34,7 @@ def lam_model(boundary: dict | None, field_shape: tuple[int, int] = FIELD) -> Fo
     }
     task = TaskConfig(boundary=boundary)
     spec = task_model_spec(spec, task, field_shape)
-    statistics = {"mean": [0.0] * 3, "stdev": [1.0] * 3, "tendency_stdev": [1.0] * 3}
-    model = ForecastModel(graph, spec, statistics)
+    model = ForecastModel(graph, spec, STATISTICS)
     # A network that is not persistence, so that forced and free points differ.
     last = [m for m in model.network.output_mlp.modules() if isinstance(m, torch.nn.Linear)][-1]
     torch.nn.init.normal_(last.weight, std=0.5)
@@ -125,3 +126,45 @@ def test_training_loss_and_gradient_come_from_the_interior_only():
 def test_boundary_is_rejected_outside_the_forecaster():
     with pytest.raises(ValueError, match="applies to the forecaster"):
         TaskConfig(name="autoencoder", input_steps=1, boundary={"ring_width": 1})
+
+
+def test_target_forcing_shows_the_network_the_boundary_of_the_predicted_time_only():
+    model = lam_model({"ring_width": 1, "target_forcing": True}).eval()
+    forced = model.forced
+    torch.manual_seed(2)
+    x, target = torch.randn(2, 2, 1, 30, 3), torch.randn(2, 1, 30, 3)
+    features = model.network_inputs(x, torch.zeros(2), boundary_state=target)
+    # 2 input steps x 3 variables, then the 3 prognostic variables and the forced-point flag
+    assert features.shape == (2, 30, 2 * 3 + 3 + 1)
+    assert torch.equal(features[:, forced, 6:9], target[:, 0, forced])
+    assert not features[:, ~forced, 6:9].any()  # no leak: the interior sees zeros
+    assert torch.equal(features[:, :, 9], forced.float().expand(2, 30))
+    # The interior's truth at the predicted time changes nothing; the boundary's does.
+    leaked = target.clone()
+    leaked[:, :, ~forced] += 10.0
+    out = model.forward_normalised(x, torch.zeros(2), boundary_state=target)
+    assert torch.equal(out, model.forward_normalised(x, torch.zeros(2), boundary_state=leaked))
+    moved = target.clone()
+    moved[:, :, forced] += 10.0
+    shifted = model.forward_normalised(x, torch.zeros(2), boundary_state=moved)
+    assert not torch.allclose(shifted[:, :, ~forced], out[:, :, ~forced], atol=1e-3)
+    with pytest.raises(ValueError, match="target_forcing"):
+        model.forward_normalised(x, torch.zeros(2))
+    # Training (the batch's targets) and predict's rollout (the truth it reads) agree.
+    rollout = {"rollout": {"start": 2, "maximum": 2}, "validation_rollout": 2}
+    config = {"task": {"name": "forecaster", **rollout}, "lineage": {}}
+    loss = build_loss({"name": "mse", "scalers": []}, {})
+    task = build_task(model, config, {}, loss, torch.ones(30), 6 * 3600)
+    data = torch.randn(2, 4, 1, 30, 3)
+    time = torch.arange(4)[None].expand(2, 4) * 6 * 3600
+    trained = task._roll_out({"data": data, "time": time}, 2)[0].detach()
+    trained = model.normalizer.denormalise(trained, model.output_columns)
+    predicted = model.rollout(data[:, :2], time[:, 1], 2, known_future=data[:, 2:])
+    assert torch.allclose(predicted, trained, atol=1e-5)
+    # A spec from before the option (no target_forcing key) builds the model without it.
+    old = lam_model({"ring_width": 1})
+    assert not old.target_forcing and "target_forcing" in old.spec["boundary"]
+    del old.spec["boundary"]["target_forcing"]
+    rebuilt = ForecastModel(tiny_graph(num_data=30, num_hidden=10), old.spec, STATISTICS)
+    assert not rebuilt.target_forcing
+    rebuilt.load_state_dict(old.state_dict())

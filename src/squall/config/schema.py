@@ -244,6 +244,9 @@ class HardwareConfig(Strict):
     precision: Literal["32-true", "bf16-mixed", "16-mixed", "32"] = "32-true"
     # > 1: model sharding, each model replica's grid split over this many ranks
     num_gpus_per_model: int = Field(1, ge=1)
+    # how the grid shards are cut: equal point counts, or equal incoming edges (stretched or
+    # limited-area meshes, whose nodes have uneven degrees)
+    shard_balance: Literal["points", "edges"] = "points"
     # > 1: ensemble groups, the members of an initial condition spread over this many ranks
     # (model shards included: a multiple of num_gpus_per_model)
     num_gpus_per_ensemble: int = Field(1, ge=1)
@@ -358,10 +361,13 @@ class ExplicitTimes(Strict):
 class BoundaryConfig(Strict):
     """Limited-area model: points outside the domain (data nodes where the graph attribute
     `domain_mask` is False) and a ring of `ring_width` grid rows and columns at the edge of the
-    (lat, lon) field are forced to the true state during rollout and add no loss."""
+    (lat, lon) field are forced to the true state during rollout and add no loss.
+    `target_forcing`: the network also reads the true state of the forced points at the time it
+    predicts (prognostic variables, zeros inside, and a 0/1 forced-point channel)."""
 
     ring_width: int = Field(0, ge=0)
     domain_mask: str | None = None  # e.g. cutout_mask of an anemoi cut-out dataset
+    target_forcing: bool = False
 
 
 class EnsembleConfig(Strict):

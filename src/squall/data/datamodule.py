@@ -198,20 +198,15 @@ class ForecastDataModule(pl.LightningDataModule):
         batch_size: dict[str, int],
         num_workers: dict[str, int],
         seed: int,
-        grid_shards: tuple[int, int] | None = None,
         offsets: list[int] | None = None,
     ) -> None:
-        """`grid_shards` = (this rank's shard, number of shards) reads only that part of the
-        grid (model sharding); None reads all points. `offsets` (a task's sample dates, see
-        ForecastSamples) replace the forecaster's k inputs and rollout targets."""
+        """Reads every grid point until read_grid_shard (model sharding). `offsets` (a task's
+        sample dates, see ForecastSamples) replace the forecaster's k inputs and rollout
+        targets."""
         super().__init__()
-        points = None
-        if grid_shards is not None:
-            size = len(open_dataset(dataset_path).latitudes)
-            points = grid_shard(size, *grid_shards)
         self.samples = {
             stage: ForecastSamples(
-                dataset_path, start, end, variables, input_steps, rollout, step, points, offsets
+                dataset_path, start, end, variables, input_steps, rollout, step, None, offsets
             )
             for stage, (start, end) in windows.items()
         }
@@ -220,11 +215,11 @@ class ForecastDataModule(pl.LightningDataModule):
         self.seed = seed
         self.replica: tuple[int, int] | None = None  # set by deal_by_replica
 
-    def read_grid_shard(self, shard: int, shards: int) -> None:
-        """Model sharding, set once the ranks are grouped: read only grid shard `shard` of
-        `shards`."""
+    def read_grid_shard(self, points: slice) -> None:
+        """Model sharding, set once the ranks are grouped: read only the contiguous grid
+        `points` of this rank's shard (the model's grid sharding decides them)."""
         for samples in self.samples.values():
-            samples.points = grid_shard(len(samples.store.latitudes), shard, shards)
+            samples.points = points
 
     def deal_by_replica(self, replica: int, replicas: int) -> None:
         """Deal samples by data-parallel replica (a model or ensemble group) instead of by

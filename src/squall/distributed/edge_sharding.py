@@ -1,4 +1,5 @@
-"""Sharding one edge set of a network by destination, and dealing node ranges to ranks.
+"""Sharding one edge set of a network by destination, splitting a node set into contiguous
+ranges (equal in nodes or in incoming edges), and dealing the ranges to ranks.
 
 A rank runs the edges into its own targets, after bringing in the source rows they read from
 the other shards (SourceExchange). Every rank computes every rank's plan from the whole graph,
@@ -68,15 +69,50 @@ def shard_edges(
     )
 
 
+def incoming_edges(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """The number of edges into each of `num_nodes` targets."""
+    return torch.bincount(edge_index[1].cpu(), minlength=num_nodes)
+
+
+def balanced_ranges(load: torch.Tensor, shards: int) -> list[Range]:
+    """Contiguous, non-empty ranges of the nodes in index order whose summed `load` (one
+    non-negative number per node) is as equal as possible: each boundary in turn leaves the
+    load still to split nearest an equal share for the ranges still to come (so a heavy node
+    that must be a range of its own leaves the rest evenly split). Without load, equal nodes."""
+    num_nodes = len(load)
+    if num_nodes < shards:
+        raise ValueError(f"{num_nodes} nodes cannot be split into {shards} non-empty grid shards")
+    before = torch.cat([torch.zeros(1, dtype=torch.float64), load.double().cumsum(0)])
+    total = float(before[-1])
+    if total == 0:
+        return shard_ranges(num_nodes, shards)
+    bounds = [0]
+    for part in range(1, shards):
+        done = float(before[bounds[-1]])
+        goal = done + (total - done) / (shards - part + 1)
+        above = int(torch.searchsorted(before, torch.tensor([goal], dtype=torch.float64)))
+        nearest = min(
+            (b for b in (above - 1, above) if 0 <= b <= num_nodes),
+            key=lambda b: abs(float(before[b]) - goal),
+        )
+        # every range keeps at least one node
+        bounds.append(min(max(nearest, bounds[-1] + 1), num_nodes - (shards - part)))
+    bounds.append(num_nodes)
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 def matched_ranges(
-    num_nodes: int, edge_sets: list[tuple[torch.Tensor, int]], other: list[Range]
+    num_nodes: int,
+    edge_sets: list[tuple[torch.Tensor, int]],
+    other: list[Range],
+    ranges: list[Range] | None = None,
 ) -> list[Range]:
-    """Balanced contiguous ranges of `num_nodes` nodes, one per rank, dealt so that the edges
-    between each rank's range and its range `other[rank]` of another node set are as many as
-    possible. `edge_sets`: (edge_index, the row holding these nodes; the other row holds the
-    other set's)."""
+    """Contiguous ranges of `num_nodes` nodes (`ranges`, in index order; by default the equal
+    split), one per rank, dealt so that the edges between each rank's range and its range
+    `other[rank]` of another node set are as many as possible. `edge_sets`: (edge_index, the
+    row holding these nodes; the other row holds the other set's)."""
     shards = len(other)
-    ranges = shard_ranges(num_nodes, shards)
+    ranges = shard_ranges(num_nodes, shards) if ranges is None else ranges
     if shards == 1:
         return ranges
     shared = torch.zeros(shards, shards)  # these nodes' range x the other set's range

@@ -1,10 +1,11 @@
 """One rank's shard of an EncoderProcessorDecoder, and its forward.
 
-The data points and the hidden nodes are each cut into contiguous, balanced ranges (squall's
-node orderings are spatially compact, so a contiguous range is a compact region). Rank t reads
-data range t (the datamodule's split); it holds the hidden range that shares the most encoder
-and decoder edges with it (the two node sets may be ordered differently, e.g. north to south
-and south to north), so that most mapper edges stay on the rank. Every edge set
+The data points and the hidden nodes are each cut into contiguous ranges (squall's node
+orderings are spatially compact, so a contiguous range is a compact region), equal in nodes or,
+with shard_balance "edges", in the edges each range computes (shard_layout). Rank t reads data
+range t (the datamodule reads the sharding's range); it holds the hidden range that shares the
+most encoder and decoder edges with it (the two node sets may be ordered differently, e.g. north
+to south and south to north), so that most mapper edges stay on the rank. Every edge set
 is sharded by destination: a rank runs the edges into its own nodes, after bringing in the
 source rows they read from the other shards (SourceExchange; in the processor, once per layer:
 a halo exchange). The transformer processor trades node shards for head shards around its
@@ -16,11 +17,68 @@ from __future__ import annotations
 
 import torch
 
-from squall.distributed.edge_sharding import matched_ranges, shard_edges
-from squall.distributed.exchange import HeadExchange, shard_ranges, sum_over_shards
+from squall.distributed.edge_sharding import (
+    balanced_ranges,
+    incoming_edges,
+    matched_ranges,
+    shard_edges,
+)
+from squall.distributed.exchange import HeadExchange, Range, shard_ranges, sum_over_shards
 from squall.distributed.groups import ModelGroups
 from squall.distributed.hierarchy_sharding import HierarchySharding
 from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
+
+SHARD_BALANCES = ("points", "edges")
+
+
+def node_loads(network: EncoderProcessorDecoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edges each (data point, hidden node) computes as a target: decoder edges into data
+    points; encoder edges and, once per processor layer, processor edges into hidden nodes."""
+    data = incoming_edges(network.decoder_edge_index, network.num_data_nodes)
+    hidden = incoming_edges(network.encoder_edge_index, network.num_hidden_nodes)
+    spec = network.spec
+    if spec["processor"] != "transformer":  # its attention is split by heads, not nodes
+        processor = incoming_edges(network.processor_edge_index, network.num_hidden_nodes)
+        hidden = hidden + spec["processor_layers"] * processor
+    return data, hidden
+
+
+def shard_loads(
+    network: EncoderProcessorDecoder, data: list[Range], hidden: list[Range]
+) -> list[int]:
+    """Each rank's edge load under a layout (its data range's plus its hidden range's)."""
+    data_load, hidden_load = node_loads(network)
+    return [
+        int(data_load[slice(*d)].sum() + hidden_load[slice(*h)].sum())
+        for d, h in zip(data, hidden, strict=True)
+    ]
+
+
+def shard_layout(
+    network: EncoderProcessorDecoder, shards: int, balance: str = "points"
+) -> tuple[list[Range], list[Range]]:
+    """Each rank's (data points, hidden nodes) range: the one place that decides them, for the
+    model and (through GridSharding.data_points) the data it reads. "points": equal node
+    counts; "edges": equal edge loads (node_loads). Each node set is balanced on its own, so
+    their sum per rank is balanced whichever ranges the matching pairs."""
+    if balance not in SHARD_BALANCES:
+        raise ValueError(
+            f"system.hardware.shard_balance={balance!r} is not one of {SHARD_BALANCES}: "
+            "'points' splits nodes equally, 'edges' splits their incoming edges equally"
+        )
+    num_data, num_hidden = network.num_data_nodes, network.num_hidden_nodes
+    if balance == "points":
+        data, hidden = shard_ranges(num_data, shards), shard_ranges(num_hidden, shards)
+    else:
+        data_load, hidden_load = node_loads(network)
+        data, hidden = balanced_ranges(data_load, shards), balanced_ranges(hidden_load, shards)
+    hidden = matched_ranges(
+        num_hidden,
+        [(network.encoder_edge_index, 1), (network.decoder_edge_index, 0)],
+        data,
+        hidden,
+    )
+    return data, hidden
 
 
 class GridSharding:
@@ -29,16 +87,13 @@ class GridSharding:
     shard's data points, out_channels). A plain object, not a module: its per-rank index
     tensors must stay out of the model's state and out of DDP's buffer broadcast."""
 
-    def __init__(self, network: EncoderProcessorDecoder, groups: ModelGroups) -> None:
+    def __init__(
+        self, network: EncoderProcessorDecoder, groups: ModelGroups, balance: str = "points"
+    ) -> None:
         spec = network.spec
         self.groups = groups
-        shards, shard = groups.shards, groups.shard
-        data = shard_ranges(network.num_data_nodes, shards)
-        hidden = matched_ranges(
-            network.num_hidden_nodes,
-            [(network.encoder_edge_index, 1), (network.decoder_edge_index, 0)],
-            data,
-        )
+        shard = groups.shard
+        data, hidden = shard_layout(network, groups.shards, balance)
         self.num_data_points = network.num_data_nodes
         self.data_points, self.hidden_points = slice(*data[shard]), slice(*hidden[shard])
         chunks = spec["num_chunks"]

@@ -46,7 +46,8 @@ def shard_task(task: pl.LightningModule, groups: ModelGroups) -> GridSharding:
             "whole fields); use num_gpus_per_model: 1 for this method"
         )
     model = task.model
-    sharding = GridSharding(model.network, groups)
+    balance = task.config["system"]["hardware"].get("shard_balance", "points")
+    sharding = GridSharding(model.network, groups, balance)
     model.network.grid_sharding = sharding
     for module in task.loss.modules():
         if isinstance(module, (WeightedLoss, EnsembleLoss)):
@@ -83,8 +84,8 @@ class RankGroups(Callback):
         members = member_groups(self.num_gpus_per_ensemble, self.num_gpus_per_model, world, rank)
         datamodule = trainer.datamodule
         if self.groups.shards > 1:
-            shard_task(pl_module, self.groups)
-            datamodule.read_grid_shard(self.groups.shard, self.groups.shards)
+            sharding = shard_task(pl_module, self.groups)
+            datamodule.read_grid_shard(sharding.data_points)  # the points the model shards
             rank_zero_info(
                 f"Model sharding: {self.groups.replicas} model replica(s) x "
                 f"{self.groups.shards} grid shards (num_gpus_per_model)"

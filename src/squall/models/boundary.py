@@ -3,6 +3,8 @@
 A regional model cannot know what flows in across its edges. During rollout the points outside
 its domain (a cut-out dataset's outer points) and a ring of points at the edge of the region are
 overwritten with the true state (the boundary forcing), and they add nothing to the loss.
+With `target_forcing` the network also reads that true state at the time it predicts, on the
+forced points only (as neural-lam and anemoi's LAMs give their networks the boundary forcing).
 """
 
 from __future__ import annotations
@@ -69,3 +71,12 @@ def overwrite_forced(
 ) -> torch.Tensor:
     """`prediction` (..., grid, V) with the forced points taken from `truth` (same shape)."""
     return torch.where(forced[:, None], truth.to(prediction.dtype), prediction)
+
+
+def target_forcing_channels(state: torch.Tensor, forced: torch.Tensor) -> torch.Tensor:
+    """The boundary at the time a step predicts, as network inputs: `state` (..., grid, V), the
+    normalised true state there, kept on the forced points and zero inside (the interior never
+    sees the truth it must predict), and a 0/1 forced-point channel: (..., grid, V + 1)."""
+    boundary = torch.where(forced[:, None], state, torch.zeros_like(state))
+    flag = forced.to(state.dtype)[:, None].expand(*state.shape[:-1], 1)
+    return torch.cat([boundary, flag], dim=-1)

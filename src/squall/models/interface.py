@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch_geometric.data import HeteroData
 
-from squall.models.boundary import forced_points, overwrite_forced
+from squall.models.boundary import forced_points, overwrite_forced, target_forcing_channels
 from squall.models.computed_forcings import computed_forcings
 from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
 from squall.models.preprocessing import Preprocessor
@@ -97,6 +97,11 @@ class ForecastModel(nn.Module):
         self.register_buffer(
             "forced", forced_points(graph, boundary) if boundary else None, persistent=False
         )
+        # boundary.target_forcing: the prognostic variables' true state at the predicted time
+        # on the forced points, and a 0/1 forced-point channel (absent in older specs: off).
+        self.target_forcing = bool(boundary and boundary.get("target_forcing", False))
+        if self.target_forcing:
+            num_forcings += len(self.prognostic_columns) + 1
         self.network = EncoderProcessorDecoder(
             graph,
             in_channels=spec["input_steps"] * len(self.input_variables) + num_forcings,
@@ -141,13 +146,15 @@ class ForecastModel(nn.Module):
         valid_time: torch.Tensor,
         fraction: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
+        boundary_state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalised x (B, T, E, G, V), valid times (B,) -> normalised output (B, E, G, V_out).
         The interpolator also takes `fraction` (B,): how far the target lies from the first
         input to the second (0..1). The ensemble variant takes `noise` (B x E, noise channels),
-        or draws it."""
+        or draws it. A limited-area model with target forcing takes `boundary_state` (B, E, G,
+        V): the normalised true state at the valid time, read on its forced points only."""
         batch, members, grid = x.shape[0], x.shape[2], x.shape[3]
-        features = self.network_inputs(x, valid_time, fraction)
+        features = self.network_inputs(x, valid_time, fraction, boundary_state)
         outputs = len(self.output_variables)
         out = self.network(features, noise=noise).reshape(batch, members, grid, outputs)
         if self.task == "autoencoder":  # a reconstruction, not a change of state
@@ -161,10 +168,15 @@ class ForecastModel(nn.Module):
         return self._bounded(out)
 
     def network_inputs(
-        self, x: torch.Tensor, valid_time: torch.Tensor, fraction: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        valid_time: torch.Tensor,
+        fraction: torch.Tensor | None = None,
+        boundary_state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The network's input features (B x E, G, channels): the input states' variables
-        over time, and the computed forcings at the valid time."""
+        over time, the computed forcings at the valid time and, with target forcing, the
+        boundary at the valid time (see forward_normalised)."""
         batch, steps, members, grid, _ = x.shape
         if steps != self.input_steps:
             raise ValueError(f"the model takes {self.input_steps} input steps, got {steps}")
@@ -186,7 +198,16 @@ class ForecastModel(nn.Module):
             weight = fraction.to(forcings.dtype)[:, None, None].expand(batch, grid, 1)
             forcings = torch.cat([forcings, weight], dim=-1)
         forcings = forcings[:, None].expand(batch, members, grid, forcings.shape[-1])
-        return torch.cat([inputs, forcings], dim=-1).reshape(batch * members, grid, -1)
+        features = [inputs, forcings]
+        if self.target_forcing:
+            if boundary_state is None:
+                raise ValueError(
+                    "the limited-area model reads its boundary at the predicted time "
+                    "(task.boundary.target_forcing): pass the true state as boundary_state"
+                )
+            state = boundary_state[..., self.prognostic_columns].to(inputs.dtype)
+            features.append(target_forcing_channels(state, self.forced[points]))
+        return torch.cat(features, dim=-1).reshape(batch * members, grid, -1)
 
     def _bounded(self, out: torch.Tensor) -> torch.Tensor:
         if self.bounded_outputs.numel():
@@ -226,12 +247,13 @@ class ForecastModel(nn.Module):
         outputs = []
         for step in range(steps):
             valid_time = last_input_time + (step + 1) * self.timestep_seconds
-            prediction = self.forward_normalised(state, valid_time)
             known = (
                 self.normalizer.normalise(known_future[:, step])
                 if known_future is not None
                 else torch.zeros_like(state[:, -1])
             )
+            boundary = {"boundary_state": known} if self.target_forcing else {}
+            prediction = self.forward_normalised(state, valid_time, **boundary)
             prediction = self.apply_boundary(prediction, known)
             physical = self.normalizer.denormalise(prediction, self.output_columns)
             outputs.append(physical.masked_fill(missing, float("nan")))

@@ -78,8 +78,10 @@ class Forecaster(pl.LightningModule):
         predictions = []
         for step in range(steps):
             truth = data[:, k + step]
-            seeded = {} if noise is None else {"noise": noise[step]}  # the ensemble's only
-            prediction = self.model.forward_normalised(state, batch["time"][:, k + step], **seeded)
+            options = {} if noise is None else {"noise": noise[step]}  # the ensemble's only
+            if self.model.target_forcing:  # a limited-area model's boundary at the target time
+                options["boundary_state"] = truth
+            prediction = self.model.forward_normalised(state, batch["time"][:, k + step], **options)
             # A limited-area model's boundary is the true state (no gradient flows there).
             prediction = self.model.apply_boundary(prediction, truth)
             predictions.append(prediction)
