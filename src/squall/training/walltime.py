@@ -142,6 +142,10 @@ class WallTimeGuard(Callback):
             return
         self.reason = local or "another rank was told to stop"
         trainer.save_checkpoint(self.directory / LAST)
+        # The checkpoint callbacks would write last.ckpt again at the end of this epoch, as if
+        # the epoch were complete: the mid-epoch one just written is what a resume needs.
+        for callback in trainer.checkpoint_callbacks:
+            callback.save_last = False
         trainer.should_stop = True
         if trainer.is_global_zero:
             write_run_state(self.directory, "interrupted", self.fingerprint, trainer.global_step)
