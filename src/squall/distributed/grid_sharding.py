@@ -151,8 +151,8 @@ class GridSharding:
         data_static = torch.cat([network.data_positions, network.data_node_parameters], dim=-1)[
             self.data_points
         ]
-        data_nodes = network.data_embedding(
-            torch.cat([x, data_static.expand(batch, -1, -1)], dim=-1)
+        data_nodes = network.grid_mlp(
+            "encoder", network.data_embedding, torch.cat([x, data_static.expand(batch, -1, -1)], -1)
         )
         hidden_static = torch.cat(
             [network.hidden_positions, network.hidden_node_parameters], dim=-1
@@ -196,4 +196,4 @@ class GridSharding:
             network._edge_inputs("decoder")[decoder.edge_slice],
             decoder.chunks,
         )
-        return network.output_mlp(data_nodes)
+        return network.grid_mlp("decoder", network.output_mlp, data_nodes)

@@ -260,7 +260,7 @@ class EncoderProcessorDecoder(nn.Module):
         if noise_channels and noise is None:
             noise = torch.randn(batch, noise_channels, device=x.device, dtype=x.dtype)
         data_static = torch.cat([self.data_positions, self.data_node_parameters], dim=-1)
-        data_nodes = self._embed_or_read_out(
+        data_nodes = self.grid_mlp(
             "encoder", self.data_embedding, torch.cat([x, data_static.expand(batch, -1, -1)], -1)
         )
         # Hidden nodes do not depend on the sample: embed once, broadcast over the batch.
@@ -282,12 +282,12 @@ class EncoderProcessorDecoder(nn.Module):
         _, data_nodes = self.decoder(
             hidden_nodes, data_nodes, self.decoder_edge_index, self._edge_inputs("decoder")
         )
-        return self._embed_or_read_out("decoder", self.output_mlp, data_nodes)
+        return self.grid_mlp("decoder", self.output_mlp, data_nodes)
 
-    def _embed_or_read_out(self, component: str, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def grid_mlp(self, component: str, mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The grid's embedding (or read-out) MLP, recomputed in backward when `component` is
-        checkpointed: its activations are several copies of the grid's latents, which would
-        otherwise stay alive from forward to the end of backward."""
+        checkpointed (the sharded forward calls it too): its activations are several copies of
+        the grid's latents, which would otherwise stay alive until the end of backward."""
         if self._spec["gradient_checkpointing"][component] and torch.is_grad_enabled():
             return checkpoint(mlp, x, use_reentrant=False)
         return mlp(x)
