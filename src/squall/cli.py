@@ -405,17 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a downscaler on the fine grid against interpolation of its coarse input",
     )
     downscaling.add_argument("model", help="exported downscaler (squall export)")
-    downscaling.add_argument(
-        "--dataset",
-        action="append",
-        required=True,
-        help="NAME=PATH (or NAME='{dataset: PATH, thinning: 2}') of each dataset the model uses",
-    )
+    multi_help = "NAME=PATH (or NAME='{dataset: PATH, thinning: 2}') of each dataset the model uses"
+    downscaling.add_argument("--dataset", action="append", required=True, help=multi_help)
     downscaling.add_argument("--start", required=True, help="first date scored (test split)")
     downscaling.add_argument("--end", required=True, help="last date scored")
     downscaling.add_argument("--out", required=True, help="directory for scores and plots")
     downscaling.set_defaults(run=_evaluate_downscaling)
-    multi_help = "NAME=PATH (or NAME='{dataset: PATH, thinning: 2}') of each dataset the model uses"
     multi_predict = groups.add_parser(
         "predict-multi-dataset",
         help="forecasts of a model on several datasets: OUT/<dataset>.zarr per output dataset",
