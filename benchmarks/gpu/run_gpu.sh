@@ -7,6 +7,7 @@
 #   MATRIX=v4 bash benchmarks/gpu/run_gpu.sh       (tests, v4 rows of both models, the anchor's two)
 #   MATRIX=v5 bash benchmarks/gpu/run_gpu.sh       (tests, eager and CUDA-graph rows, memory, anchor)
 #   MATRIX=v5b bash benchmarks/gpu/run_gpu.sh      (CUDA-graph rows with expandable segments)
+#   MATRIX=v6 bash benchmarks/gpu/run_gpu.sh       (tests, narrow edge latents vs C-wide, anchor)
 #   REFERENCE=1 adds the plain-PyTorch path on the GPU; COMPILE=1 the torch.compile experiment
 # RESULT/PEAK/PROFILE lines go to stdout and to $OUT/gpu_bench.log.
 set -u
@@ -87,6 +88,26 @@ if [ "$MATRIX" = v5b ]; then  # a graph's private pool fragments less with expan
   squall gnn-ckpt-expandable --model gnn
   squall gnn-ckpt-graph-expandable --model gnn --cuda-graph
   squall gt-ckpt-chunks1-graph-expandable --model gt --num-chunks 1 --cuda-graph
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = v6 ]; then  # narrow edge latents (model.edge_latent_channels), both anchors
+  timeout 300 python3 -m pytest -q -m gpu tests/models/test_kernels.py \
+    tests/models/test_models_processors.py -p no:cacheprovider 2>&1 | tail -n 25 | tee -a "$LOG"
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  squall gt-ckpt --model gt --peak
+  squall gt-ckpt-ratio3.25 --model gt --mlp-hidden-ratio 3.25
+  squall gt-ckpt-e64-ratio4.3 --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --profile 3
+  squall gt-ckpt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
+  squall gt-ckpt-e64 --model gt --edge-latent-channels 64
+  squall gt-ckpt-e16-ratio4.4 --model gt --edge-latent-channels 16 --mlp-hidden-ratio 4.4
+  squall gnn-ckpt --model gnn
+  squall gnn-ckpt-ratio1.3 --model gnn --mlp-hidden-ratio 1.3 --profile 3
+  squall gnn-ckpt-e128-ratio3.25 --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25
+  squall gnn-ckpt-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
+  squall gnn-ckpt-e256-ratio2.35 --model gnn --edge-latent-channels 256 --mlp-hidden-ratio 2.35
+  unset PYTORCH_CUDA_ALLOC_CONF
+  MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
   echo "done" | tee -a "$LOG"
   exit 0
 fi

@@ -66,6 +66,7 @@ def build(args, graph) -> EncoderProcessorDecoder:
         processor_layers=args.layers,
         mlp_hidden_layers=args.mlp_hidden_layers,
         mlp_hidden_ratio=args.mlp_hidden_ratio,
+        edge_latent_channels=args.edge_latent_channels,
         processor=kind,
         mapper=kind,
         num_heads=args.heads or heads,
@@ -91,6 +92,9 @@ def main() -> None:
     parser.add_argument("--mlp-hidden-layers", type=int, default=1)
     parser.add_argument(
         "--mlp-hidden-ratio", type=float, default=None, help="blocks' MLP width / channels"
+    )
+    parser.add_argument(
+        "--edge-latent-channels", type=int, default=None, help="edge latent width (channels)"
     )
     parser.add_argument("--no-ckpt", action="store_true")
     parser.add_argument("--num-chunks", type=int, default=None, help="mappers' target chunks")
@@ -188,6 +192,7 @@ def main() -> None:
         "heads": args.heads or MODELS[args.model][2],
         "mlp_hidden_layers": args.mlp_hidden_layers,
         "mlp_hidden_ratio": args.mlp_hidden_ratio,
+        "edge_latent_channels": args.edge_latent_channels,
         "grad_ckpt": not args.no_ckpt,
         "num_chunks": args.num_chunks or MODELS[args.model][3],
         "compile": args.compile,

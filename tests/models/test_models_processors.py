@@ -295,3 +295,40 @@ def test_mlp_hidden_ratio_sets_the_width_of_every_blocks_mlp(graph, processor, d
     assert ModelConfig(mlp_hidden_ratio=3.25).mlp_hidden_ratio == 3.25
     with pytest.raises(ValueError, match="mlp_hidden_ratio"):
         ModelConfig(mlp_hidden_ratio=0)
+
+
+@pytest.mark.parametrize("kind", ["gnn", "graphtransformer"])
+@pytest.mark.parametrize("hierarchy_levels", [1, 3])
+def test_edge_latent_channels_sets_the_width_of_every_edge_latent(graph, kind, hierarchy_levels):
+    """model.edge_latent_channels: the processor's and mappers' edge embeddings (and so the
+    GNN's edge MLPs and the attention's edge projections) work on latents of that width, the
+    node channels unchanged; every parameter still trains."""
+    from squall.config.schema import ModelConfig
+
+    if hierarchy_levels > 1:
+        graph = _add_coarse_level(_add_coarse_level(graph.clone(), 1), 2)
+    settings = {"hierarchy_levels": hierarchy_levels}
+    default = _model(graph, kind, kind, **settings)
+    narrow = _model(graph, kind, kind, edge_latent_channels=6, **settings)
+    embeddings = [m for m in narrow.modules() if hasattr(m, "edge_embedding")]
+    # encoder, decoder, processor; hierarchy: 3 + 2 level processors, 2 + 2 level mappers
+    assert len(embeddings) == (3 if hierarchy_levels == 1 else 2 + 5 + 4)
+    assert {m.edge_embedding.layers[-1].out_features for m in embeddings} == {6}
+    if kind == "graphtransformer":
+        projections = [m.edge_key_value for m in narrow.modules() if hasattr(m, "edge_key_value")]
+        assert {(p.in_features, p.out_features) for p in projections} == {(6, 32)}
+    else:
+        edge_mlps = [m.edge_mlp for m in narrow.modules() if hasattr(m, "edge_mlp")]
+        assert {mlp.layers[-1].out_features for mlp in edge_mlps} == {6}
+    assert sum(p.numel() for p in narrow.parameters()) < sum(
+        p.numel() for p in default.parameters()
+    )
+    assert narrow.spec["edge_latent_channels"] == 6
+    _perturb_zero_initialised(narrow)
+    y = narrow(torch.randn(2, 60, 5))
+    assert y.shape == (2, 60, 3)
+    y.square().mean().backward()
+    untrained = [n for n, p in narrow.named_parameters() if p.grad is None or not p.grad.any()]
+    assert not untrained, untrained
+    with pytest.raises(ValueError, match="edge_latent_channels"):
+        ModelConfig(edge_latent_channels=0)

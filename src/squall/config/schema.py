@@ -206,6 +206,10 @@ class ModelConfig(Strict):
     # width of the processor/mapper blocks' MLP hidden layers / hidden_channels (None: GNN 1,
     # graph transformer and transformer 2); e.g. to match another model's parameter count
     mlp_hidden_ratio: float | None = Field(None, gt=0)
+    # width of the learned edge latents of the processor and mappers (None: hidden_channels).
+    # Narrow latents (anemoi's graph transformer projects 12 edge features per layer) cut the
+    # per-edge matrix work and memory traffic, the bulk of a step on large meshes
+    edge_latent_channels: int | None = Field(None, ge=1)
     activation: str = "SiLU"
     num_heads: int = Field(4, ge=1)  # graph transformer and transformer
     window_size: int = Field(64, ge=2)  # transformer: nodes within window_size // 2 either side

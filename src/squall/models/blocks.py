@@ -20,18 +20,20 @@ def make_graph_block(
     num_heads: int,
     condition_channels: int = 0,
     mlp_hidden_ratio: float | None = None,
+    edge_latent_channels: int | None = None,
 ) -> nn.Module:
     """A block (x_src, x_dst, edge_index, e, condition) -> (x_dst_new, e_new) of `kind`.
     `mlp_hidden_ratio` (MLP hidden width / channels) None: the kind's default (GNN 1, graph
-    transformer 2)."""
+    transformer 2). `edge_latent_channels`: width of the edge latents e (None: `channels`)."""
     ratio = {} if mlp_hidden_ratio is None else {"mlp_hidden_ratio": mlp_hidden_ratio}
+    edges = edge_latent_channels or channels
     if kind == "gnn":
         return GraphMessagePassing(
-            channels, channels, mlp_hidden_layers, kernels, condition_channels, **ratio
+            channels, edges, mlp_hidden_layers, kernels, condition_channels, **ratio
         )
     if kind == "graphtransformer":
         return GraphTransformerBlock(
-            channels, channels, num_heads, mlp_hidden_layers, kernels, condition_channels, **ratio
+            channels, edges, num_heads, mlp_hidden_layers, kernels, condition_channels, **ratio
         )
     raise ValueError(f"unknown graph block kind {kind!r}; choose one of {GRAPH_BLOCK_KINDS}.")
 

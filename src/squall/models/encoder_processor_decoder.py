@@ -48,7 +48,8 @@ class EncoderProcessorDecoder(nn.Module):
     `noise`) and the processor's layer norms are conditioned on it. hierarchy_levels > 1 makes
     the hierarchical variant (see hierarchical.py for the graph it needs); processor_layers is
     then the number of layers at each stop of the down and up sweeps. mlp_hidden_ratio sets the
-    width of the processor and mapper blocks' MLPs (x hidden_channels; None: GNN 1, attention 2).
+    width of the processor and mapper blocks' MLPs (x hidden_channels; None: GNN 1, attention 2),
+    edge_latent_channels the width of their learned edge latents (None: hidden_channels).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class EncoderProcessorDecoder(nn.Module):
         hierarchy_levels: int = 1,
         decoder_skip: bool = True,
         mlp_hidden_ratio: float | None = None,
+        edge_latent_channels: int | None = None,
     ) -> None:
         super().__init__()
         self._spec = {
@@ -95,6 +97,7 @@ class EncoderProcessorDecoder(nn.Module):
             "hierarchy_levels": hierarchy_levels,
             "decoder_skip": decoder_skip,
             "mlp_hidden_ratio": mlp_hidden_ratio,
+            "edge_latent_channels": edge_latent_channels,
         }
         kernels = kernels_with_activation(layer_kernels, activation)
         data_coordinates = node_coordinates(graph, "data")
@@ -149,6 +152,7 @@ class EncoderProcessorDecoder(nn.Module):
             "num_heads": num_heads,
             "num_chunks": num_chunks,
             "mlp_hidden_ratio": mlp_hidden_ratio,
+            "edge_latent_channels": edge_latent_channels,
         }
         self.encoder = GraphMapper(
             mapper,
@@ -180,6 +184,7 @@ class EncoderProcessorDecoder(nn.Module):
                 condition_channels=noise_channels,
                 gradient_checkpointing=flags["processor"],
                 mlp_hidden_ratio=mlp_hidden_ratio,
+                edge_latent_channels=edge_latent_channels,
             )
         else:
             self.processor = Processor(
@@ -194,6 +199,7 @@ class EncoderProcessorDecoder(nn.Module):
                 condition_channels=noise_channels,
                 gradient_checkpointing=flags["processor"],
                 mlp_hidden_ratio=mlp_hidden_ratio,
+                edge_latent_channels=edge_latent_channels,
             )
         self.decoder = GraphMapper(
             mapper,

@@ -43,6 +43,7 @@ class HierarchicalProcessor(nn.Module):
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
         mlp_hidden_ratio: float | None = None,
+        edge_latent_channels: int | None = None,
     ) -> None:
         super().__init__()
         if kind == "transformer":
@@ -58,6 +59,7 @@ class HierarchicalProcessor(nn.Module):
             "condition_channels": condition_channels,
             "gradient_checkpointing": gradient_checkpointing,
             "mlp_hidden_ratio": mlp_hidden_ratio,
+            "edge_latent_channels": edge_latent_channels,
         }
 
         def level_processor() -> Processor:
@@ -84,6 +86,7 @@ class HierarchicalProcessor(nn.Module):
             "num_heads": num_heads,
             "gradient_checkpointing": gradient_checkpointing,
             "mlp_hidden_ratio": mlp_hidden_ratio,
+            "edge_latent_channels": edge_latent_channels,
         }
         for level in range(1, num_levels):
             fine, coarse = levels[level - 1], levels[level]

@@ -37,13 +37,15 @@ class GraphMapper(nn.Module):
         update_sources: bool = False,
         gradient_checkpointing: bool = False,
         mlp_hidden_ratio: float | None = None,
+        edge_latent_channels: int | None = None,
     ) -> None:
         super().__init__()
         kernels = kernels or LayerKernels()
         self.gradient_checkpointing = gradient_checkpointing
         self.chunks = target_chunks(edge_index[1], num_targets, num_chunks)
+        edge_channels = edge_latent_channels or node_channels
         self.edge_embedding = kernels.mlp(
-            edge_attr_channels, node_channels, node_channels, num_hidden_layers=mlp_hidden_layers
+            edge_attr_channels, edge_channels, edge_channels, num_hidden_layers=mlp_hidden_layers
         )
         self.block = make_graph_block(
             kind,
@@ -52,6 +54,7 @@ class GraphMapper(nn.Module):
             kernels,
             num_heads,
             mlp_hidden_ratio=mlp_hidden_ratio,
+            edge_latent_channels=edge_channels,
         )
         # graph transformer: edge latents are read-only, sources projected before attending
         self.attention_block = hasattr(self.block, "project_sources")

@@ -25,7 +25,8 @@ PROCESSOR_EDGES = ("hidden", "to", "hidden")
 # ModelConfig keys the multi-dataset network takes (config.multi_dataset refuses the settings
 # it cannot honour, such as noise_channels)
 NETWORK_KEYS = (
-    "hidden_channels processor_layers mlp_hidden_layers mlp_hidden_ratio activation "
+    "hidden_channels processor_layers mlp_hidden_layers mlp_hidden_ratio edge_latent_channels "
+    "activation "
     "trainable_node_channels "
     "gradient_checkpointing processor mapper num_heads window_size num_chunks layer_kernels"
 ).split()
@@ -54,6 +55,7 @@ class MultiDatasetNetwork(nn.Module):
         num_chunks: int = 1,
         layer_kernels: dict[str, dict[str, Any]] | None = None,
         mlp_hidden_ratio: float | None = None,
+        edge_latent_channels: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(gradient_checkpointing, bool):
@@ -83,6 +85,7 @@ class MultiDatasetNetwork(nn.Module):
             "num_heads": num_heads,
             "num_chunks": num_chunks,
             "mlp_hidden_ratio": mlp_hidden_ratio,
+            "edge_latent_channels": edge_latent_channels,
         }
 
         def edges(edge_set: tuple[str, str, str], role: str) -> int:
@@ -121,6 +124,7 @@ class MultiDatasetNetwork(nn.Module):
             window_size=window_size,
             gradient_checkpointing=gradient_checkpointing["processor"],
             mlp_hidden_ratio=mlp_hidden_ratio,
+            edge_latent_channels=edge_latent_channels,
         )
         self.target_embeddings, self.decoders = nn.ModuleDict(), nn.ModuleDict()
         self.output_mlps = nn.ModuleDict()

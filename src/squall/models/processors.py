@@ -21,8 +21,9 @@ PROCESSOR_KINDS = ("gnn", "graphtransformer", "transformer")
 class Processor(nn.Module):
     """`forward(x, edge_index, edge_attr, condition=None)` -> x, for every kind.
 
-    Graph kinds embed the edge attributes once and carry the edge latents from layer to layer
-    (the GNN updates them, the graph transformer reads them). `condition` is the ensemble noise
+    Graph kinds embed the edge attributes once into `edge_latent_channels`-wide latents (None:
+    `channels`) and carry them from layer to layer (the GNN updates them, the graph transformer
+    reads them). `condition` is the ensemble noise
     (batch, noise_channels) fed to conditional layer norms, when condition_channels > 0.
     """
 
@@ -39,6 +40,7 @@ class Processor(nn.Module):
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
         mlp_hidden_ratio: float | None = None,
+        edge_latent_channels: int | None = None,
     ) -> None:
         super().__init__()
         if kind not in PROCESSOR_KINDS:
@@ -62,8 +64,9 @@ class Processor(nn.Module):
                 for _ in range(num_layers)
             )
             return
+        edge_channels = edge_latent_channels or channels
         self.edge_embedding = kernels.mlp(
-            edge_attr_channels, channels, channels, num_hidden_layers=mlp_hidden_layers
+            edge_attr_channels, edge_channels, edge_channels, num_hidden_layers=mlp_hidden_layers
         )
         self.layers = nn.ModuleList(
             make_graph_block(
@@ -74,6 +77,7 @@ class Processor(nn.Module):
                 num_heads,
                 condition_channels,
                 mlp_hidden_ratio,
+                edge_channels,
             )
             for _ in range(num_layers)
         )
