@@ -90,14 +90,15 @@ def main() -> None:
     summaries = [
         json.loads((folder / "training_summary.json").read_text()) for folder in (args.base, root)
     ]
-    print(f"parameters: {args.base.name} {summaries[0]['parameters']:,}, "
-          f"{args.name} {summaries[1]['parameters']:,}; best validation loss "
-          f"{summaries[0]['best_val_loss']:.4f} vs {summaries[1]['best_val_loss']:.4f}")  # fmt: skip
+    counts = ", ".join(f"{s['parameters']:,}" for s in summaries)
+    losses = " vs ".join(f"{s['best_val_loss']:.4f}" for s in summaries)
+    print(f"parameters ({args.base.name}, {args.name}): {counts}; best validation loss {losses}")
     print(f"| variable | lead (h) | {args.base.name} | {args.name} | change |")
     print("|---|---|---|---|---|")
     for (variable, lead), value in base.items():
         other = variant[(variable, lead)]
-        print(f"| {variable} | {lead} | {value:.4g} | {other:.4g} | {100 * (other / value - 1):+.1f} % |")  # fmt: skip
+        change = 100 * (other / value - 1)
+        print(f"| {variable} | {lead} | {value:.4g} | {other:.4g} | {change:+.1f} % |")
 
 
 if __name__ == "__main__":
