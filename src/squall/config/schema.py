@@ -528,6 +528,9 @@ class TrainingConfig(Strict):
     lr_schedule: LrScheduleConfig = LrScheduleConfig()
     gradient_clip_val: float | None = Field(1.0, gt=0)
     accumulate_grad_batches: int = Field(1, ge=1)
+    # Replay forward and backward from a CUDA graph (one GPU, forecaster task): the host no
+    # longer launches ~3,000 kernels per step (1.5x faster on an H100-class GPU, issue 10)
+    cuda_graph: bool = False
     checkpoints: CheckpointConfig = CheckpointConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     ema_decay: float | None = Field(None, gt=0, lt=1)  # keep an EMA of the weights; export it
@@ -605,4 +608,27 @@ class SquallConfig(Strict):
             )
         if task == "diffusion_forecaster" and self.task.rollout.maximum > 1:
             raise ValueError("the diffusion_forecaster trains on single steps: task.rollout=1")
+        return self
+
+    @model_validator(mode="after")
+    def _cuda_graph_fits(self) -> SquallConfig:
+        """training.cuda_graph: the deterministic forecaster on one GPU, one batch per step."""
+        if not self.training.cuda_graph:
+            return self
+        if self.task.name != "forecaster":
+            raise ValueError(
+                f"training.cuda_graph replays the forecaster's training step; task.name="
+                f"{self.task.name!r} is not supported with it: set training.cuda_graph=false"
+            )
+        if self.training.accumulate_grad_batches > 1:
+            raise ValueError(
+                "training.cuda_graph steps the optimiser after every batch: set "
+                "training.accumulate_grad_batches=1 (or a larger batch size instead)"
+            )
+        hardware = self.system.hardware
+        if hardware.devices * hardware.num_nodes > 1:
+            raise ValueError(
+                "training.cuda_graph trains on one GPU: set system.hardware.devices=1 and "
+                "num_nodes=1, or training.cuda_graph=false"
+            )
         return self

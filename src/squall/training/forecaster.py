@@ -10,6 +10,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from squall.models.interface import ForecastModel
+from squall.training.cuda_graph import GraphedTrainingStep, check_cuda_graph_run
 from squall.training.curriculum import RolloutCurriculum
 from squall.training.optimizers import build_optimizer, warmup_cosine
 
@@ -41,6 +42,14 @@ class Forecaster(pl.LightningModule):
         self.step_hours = model.timestep_seconds // 3600
         # Area weights of the validation metrics (physical units, per variable and lead).
         self.register_buffer("metric_weights", metric_weights / metric_weights.sum(), False)
+        # training.cuda_graph: forward and backward replayed from a CUDA graph, the optimiser
+        # stepped by hand (manual optimisation), see training.cuda_graph
+        self.graphed_step = (
+            GraphedTrainingStep(lambda batch, steps: self.loss(*self._roll_out(batch, steps)))
+            if config.get("training", {}).get("cuda_graph", False)
+            else None
+        )
+        self.automatic_optimization = self.graphed_step is None
         self.val_mse = torch.nn.ModuleDict(
             {
                 self._metric_name(variable, lead): MeanMetric()
@@ -116,8 +125,14 @@ class Forecaster(pl.LightningModule):
         draws its own, if it has any (the ensemble forecaster seeds it)."""
         return None
 
+    def on_fit_start(self) -> None:
+        check_cuda_graph_run(self.graphed_step is not None, self.device, self.trainer.world_size)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(*self._roll_out(batch, self.rollout))
+        if self.graphed_step is None:
+            loss = self.loss(*self._roll_out(batch, self.rollout))
+        else:
+            loss = self.graphed_step(self, batch, self.rollout)
         size = batch["data"].shape[0]
         self.log("train_loss", loss, prog_bar=True, batch_size=size)
         self.log("rollout", float(self.rollout), batch_size=size)

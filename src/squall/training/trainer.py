@@ -192,6 +192,10 @@ def train(
     from there as a new MLflow run. Returns the path of the best checkpoint.
     """
     config = SquallConfig.model_validate(resolved)
+    if config.training.cuda_graph:
+        # a graph's private memory pool fragments 1-2.5 GiB less with expandable segments (read
+        # when CUDA first allocates, so before anything here touches the GPU)
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     root = Path(config.system.output.root)
     checkpoints = root / "checkpoints"
     fingerprint = config_fingerprint(resolved)
@@ -261,7 +265,8 @@ def train(
         max_epochs=config.training.max_epochs,
         limit_train_batches=config.training.limit_train_batches,
         limit_val_batches=config.training.limit_val_batches,
-        gradient_clip_val=config.training.gradient_clip_val,
+        # with CUDA graphs the task steps its optimiser itself, and clips there
+        gradient_clip_val=None if config.training.cuda_graph else config.training.gradient_clip_val,
         accumulate_grad_batches=config.training.accumulate_grad_batches,
         log_every_n_steps=config.diagnostics.log_every_n_steps,
         logger=loggers or False,

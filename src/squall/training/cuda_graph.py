@@ -1,0 +1,144 @@
+"""Training steps replayed as CUDA graphs (`training.cuda_graph`).
+
+An eager step of a large graph network launches ~3,000 kernels; on a fast GPU the host cannot
+launch them as fast as the GPU runs them, and the GPU idles a third of the step (issue 10,
+benchmarks/gpu/NOTES.md v6). Recorded once into a CUDA graph, the step's launches cost one
+`replay()`. Requirements, all checked by the capture itself (which fails on any host
+synchronisation): static shapes, no host-side decisions on tensor values, autocast with its
+weight-cast cache off (Lightning's bf16 plugin has it off), and gradient checkpointing with
+use_reentrant=False (the recompute is recorded with the backward).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+WARMUP_STEPS = 3  # the first calls compile the Triton kernels: never during a capture
+
+
+class CapturedStep:
+    """`step(*inputs) -> loss` recorded once into a CUDA graph, replayed per call.
+
+    `step` runs forward and backward (and, if the caller wants, a capturable optimiser's step).
+    Warm-up runs on a side stream with the example inputs. The gradients of `parameters` are
+    set to None before capture, so the captured backward allocates them in the graph's memory
+    pool and writes them afresh on each replay (no accumulation across steps): nothing may set
+    them to None afterwards, or the optimiser would no longer see what the graph writes."""
+
+    def __init__(
+        self,
+        step: Callable[..., torch.Tensor],
+        parameters: Iterable[torch.nn.Parameter],
+        example_inputs: list[torch.Tensor],
+        warmup: int = WARMUP_STEPS,
+    ) -> None:
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.inputs = [t.detach().clone() for t in example_inputs]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup):
+                self._drop_gradients()
+                step(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self._drop_gradients()
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # the warm-up's activations: return them before the graph's pool
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss = step(*self.inputs)
+
+    def _drop_gradients(self) -> None:
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    def accepts(self, inputs: list[torch.Tensor]) -> bool:
+        """Whether `inputs` have the shapes and dtypes of the capture's."""
+        return len(inputs) == len(self.inputs) and all(
+            new.shape == static.shape and new.dtype == static.dtype
+            for static, new in zip(self.inputs, inputs, strict=True)
+        )
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if not self.accepts(list(inputs)):
+            shapes = [tuple(t.shape) for t in self.inputs]
+            raise ValueError(
+                f"a captured step takes inputs of its capture's shapes {shapes}, got "
+                f"{[tuple(t.shape) for t in inputs]}: capture another step for these shapes"
+            )
+        for static, new in zip(self.inputs, inputs, strict=True):
+            if new.data_ptr() != static.data_ptr():
+                static.copy_(new, non_blocking=True)
+        self.graph.replay()
+        return self.loss
+
+
+class GraphedTrainingStep:
+    """The manual-optimisation training step of a task with `training.cuda_graph`: forward and
+    backward replayed from a CUDA graph, then gradient clipping, the optimiser and the
+    learning-rate schedule as usual (a handful of fused kernels, so Lightning keeps counting
+    steps and the schedule stays a plain float).
+
+    One graph per rollout length (a new one is captured when the curriculum lengthens the
+    rollout); a batch of another shape (the smaller last batch of an epoch) runs eagerly into
+    the same gradient tensors."""
+
+    def __init__(self, loss_of_batch: Callable[[dict[str, torch.Tensor], int], torch.Tensor]):
+        self.loss_of_batch = loss_of_batch
+        self.captured: CapturedStep | None = None
+        self.rollout: int | None = None
+        self.keys: list[str] = []
+
+    def _forward_backward(self, rollout: int) -> Callable[..., torch.Tensor]:
+        def step(*tensors: torch.Tensor) -> torch.Tensor:
+            loss = self.loss_of_batch(dict(zip(self.keys, tensors, strict=True)), rollout)
+            loss.backward()
+            return loss.detach()
+
+        return step
+
+    def __call__(self, task: Any, batch: dict[str, torch.Tensor], rollout: int) -> torch.Tensor:
+        keys = sorted(key for key, value in batch.items() if isinstance(value, torch.Tensor))
+        tensors = [batch[key] for key in keys]
+        if self.captured is None or rollout != self.rollout or keys != self.keys:
+            self.captured = None  # free the old graph's pool before capturing the next
+            self.keys, self.rollout = keys, rollout
+            self.captured = CapturedStep(
+                self._forward_backward(rollout), task.parameters(), tensors
+            )
+        if self.captured.accepts(tensors):
+            loss = self.captured(*tensors)
+        else:
+            for parameter in self.captured.parameters:
+                if parameter.grad is not None:
+                    parameter.grad.zero_()  # in place: the graph's gradient tensors stay
+            loss = self._forward_backward(rollout)(*tensors)
+        optimizer = task.optimizers()
+        clip = task.config["training"].get("gradient_clip_val")
+        if clip is not None:
+            task.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        scheduler = task.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+
+def check_cuda_graph_run(enabled: bool, device: torch.device, world_size: int) -> None:
+    """Clear errors for a `training.cuda_graph` run the graphs cannot serve."""
+    if not enabled:
+        return
+    if device.type != "cuda":
+        raise ValueError(
+            "training.cuda_graph replays the training step on a CUDA GPU, but this run trains on "
+            f"{device.type}: set system.hardware.accelerator=gpu on a GPU machine, or "
+            "training.cuda_graph=false"
+        )
+    if world_size > 1:
+        raise ValueError(
+            f"training.cuda_graph trains on one GPU; this run has {world_size} processes "
+            "(data parallel or model sharding): set training.cuda_graph=false"
+        )
