@@ -8,6 +8,8 @@
 #   MATRIX=v5 bash benchmarks/gpu/run_gpu.sh       (tests, eager and CUDA-graph rows, memory, anchor)
 #   MATRIX=v5b bash benchmarks/gpu/run_gpu.sh      (CUDA-graph rows with expandable segments)
 #   MATRIX=v6 bash benchmarks/gpu/run_gpu.sh       (tests, narrow edge latents vs C-wide, anchor)
+#   MATRIX=v7 bash benchmarks/gpu/run_gpu.sh       (tests, fused GNN edge_hidden A/B, graphed
+#                                                   training step, squall train with cuda_graph)
 #   REFERENCE=1 adds the plain-PyTorch path on the GPU; COMPILE=1 the torch.compile experiment
 # RESULT/PEAK/PROFILE lines go to stdout and to $OUT/gpu_bench.log.
 set -u
@@ -108,6 +110,30 @@ if [ "$MATRIX" = v6 ]; then  # narrow edge latents (model.edge_latent_channels),
   squall gnn-ckpt-e256-ratio2.35 --model gnn --edge-latent-channels 256 --mlp-hidden-ratio 2.35
   unset PYTORCH_CUDA_ALLOC_CONF
   MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = v7 ]; then
+  timeout 300 python3 -m pytest -q -m gpu tests/models/test_kernels.py tests/models/test_kernels_edge_hidden.py \
+    tests/models/test_models_processors.py tests/models/test_cuda_graph_training.py \
+    -p no:cacheprovider 2>&1 | tail -n 25 | tee -a "$LOG"
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  squall gnn-ckpt-unfused --model gnn --unfused-edge-hidden
+  squall gnn-ckpt --model gnn --profile 3
+  squall gnn-ckpt-graph --model gnn --cuda-graph
+  squall gnn-ckpt-ratio1.3-graph --model gnn --mlp-hidden-ratio 1.3 --cuda-graph
+  squall gnn-ckpt-e128-ratio3.25-unfused --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --unfused-edge-hidden
+  squall gnn-ckpt-e128-ratio3.25 --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25
+  squall gnn-ckpt-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
+  squall gt-ckpt-graph --model gt --cuda-graph
+  squall gt-ckpt-ratio3.25-graph --model gt --mlp-hidden-ratio 3.25 --cuda-graph
+  squall gt-ckpt-e64-ratio4.3 --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3
+  squall gt-ckpt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
+  unset PYTORCH_CUDA_ALLOC_CONF
+  MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
+  if [ -f "${TRAIN_BASE:-}" ]; then
+    timeout 200 bash benchmarks/gpu/train_cuda_graph.sh "$TRAIN_BASE" "${TRAIN_EPOCHS:-10}" 2>&1 | tail -n 40 | tee -a "$LOG"
+  fi
   echo "done" | tee -a "$LOG"
   exit 0
 fi

@@ -11,7 +11,8 @@ Usage: python benchmarks/gpu/step_bench.py --graph G.pt --model gt|gnn [--no-ckp
        [--mlp-hidden-ratio R] (R 3.25 / 1.3: the anchor's parameter count within ~1%)
 Prints one `RESULT {json}` line (and `PEAK {json}` with --peak: the bf16 matmul ceiling).
 SQUALL_FUSED_KERNELS=0 runs the plain PyTorch path on the GPU, for A/B comparison.
---cuda-graph replays the whole step as one CUDA graph (cuda_graph_step.py); run it with
+--cuda-graph replays forward and backward from one CUDA graph and steps AdamW eagerly, as
+`training.cuda_graph` does (squall.training.cuda_graph); run it with
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, or the graph's private memory pool reserves
 1-2.5 GiB more than the step allocates (NOTES v5a). --memory-phases prints where memory goes.
 """
@@ -25,12 +26,12 @@ import statistics
 import time
 
 import torch
-from cuda_graph_step import CapturedStep
 from memory_phases import memory_phases
 from torch.utils.flop_counter import FlopCounterMode
 
 from squall.graphs.io import load_graph
 from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
+from squall.training.cuda_graph import CapturedStep
 
 MODELS = {  # the anchor's two models: (processor/mapper kind, channels, heads, mapper chunks)
     "gt": ("graphtransformer", 1024, 16, 4),
@@ -99,6 +100,11 @@ def main() -> None:
     parser.add_argument("--no-ckpt", action="store_true")
     parser.add_argument("--num-chunks", type=int, default=None, help="mappers' target chunks")
     parser.add_argument("--compile", action="store_true", help="torch.compile each graph block")
+    parser.add_argument(
+        "--unfused-edge-hidden",
+        action="store_true",
+        help="A/B: the GNN's gathers, adds and activation as separate ops, not kernels.edge_hidden",
+    )
     parser.add_argument("--variables-in", type=int, default=91)
     parser.add_argument("--variables-out", type=int, default=82)
     parser.add_argument("--multistep", type=int, default=2)
@@ -115,6 +121,10 @@ def main() -> None:
         "--memory-phases", action="store_true", help="also print MEMORY: bytes around phases"
     )
     args = parser.parse_args()
+    if args.unfused_edge_hidden:  # message passing then takes its unfused path
+        import squall.models.message_passing as message_passing
+
+        message_passing.fused_activation_name = lambda module: None
     if not torch.cuda.is_available():
         raise SystemExit("step_bench.py times the GPU path: no CUDA device here")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -127,10 +137,7 @@ def main() -> None:
     area = area / area.mean()
     x = torch.randn(args.batch, grid, args.variables_in * args.multistep, device=device)
     y = torch.randn(args.batch, grid, args.variables_out, device=device)
-    # capturable: the optimiser's step count on the device, so a CUDA graph can hold the step
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=0.625e-4, betas=(0.9, 0.95), fused=True, capturable=args.cuda_graph
-    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.625e-4, betas=(0.9, 0.95), fused=True)
 
     def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # autocast's weight-cast cache must be off under capture (its entries die with it)
@@ -138,28 +145,31 @@ def main() -> None:
             out = model(x)
         return ((out.float() - y).square() * area[:, None]).mean()
 
-    def update(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward_backward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         loss = forward_loss(x, y)
         loss.backward()
-        optimizer.step()
         return loss
 
     def eager_step() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        return update(x, y)
+        loss = forward_backward(x, y)
+        optimizer.step()
+        return loss
 
     model.train()
     if args.memory_phases:  # before timing: one extra update, measured phase by phase
         phases = memory_phases(model, optimizer, lambda: forward_loss(x, y))
         print("MEMORY " + json.dumps({"tag": args.tag} | phases), flush=True)
     step = eager_step
-    if args.cuda_graph:  # warm-up 3 on a side stream + capture + 2 replays: as many updates
-        captured = CapturedStep(update, optimizer, [x, y], warmup=max(1, args.warmup - 2))
+    if args.cuda_graph:  # as training.cuda_graph: forward + backward replayed, AdamW eager
+        captured = CapturedStep(forward_backward, model.parameters(), [x, y])
 
         def step() -> torch.Tensor:
-            return captured(x, y)
+            loss = captured(x, y)
+            optimizer.step()
+            return loss
 
-        for _ in range(args.warmup - max(1, args.warmup - 2)):
+        for _ in range(args.warmup):
             step()
     else:
         for _ in range(args.warmup):
@@ -196,6 +206,7 @@ def main() -> None:
         "grad_ckpt": not args.no_ckpt,
         "num_chunks": args.num_chunks or MODELS[args.model][3],
         "compile": args.compile,
+        "unfused_edge_hidden": args.unfused_edge_hidden,
         "cuda_graph": args.cuda_graph,
         "fused_kernels": os.environ.get("SQUALL_FUSED_KERNELS", "1") != "0",
         "batch": args.batch,
