@@ -24,7 +24,7 @@ squall() {  # squall TAG ARGS...
   echo "### squall $1" | tee -a "$LOG"
   local tag=$1; shift
   timeout "${PER_RUN_TIMEOUT:-150}" python3 benchmarks/gpu/step_bench.py --graph "$GRAPH" --tag "$tag" "$@" 2>&1 \
-    | grep -v -E "^\s*$|Warning|warn\(" | tail -n 40 | tee -a "$LOG"
+    | grep -v -E "^\s*$|Warning|warn\(" | tail -n 60 | tee -a "$LOG"
 }
 
 anchor() {  # anchor TAG ARGS...: one anchor row (anemoi_step.py) outside its headline matrix
@@ -127,12 +127,12 @@ if [ "$MATRIX" = v7 ]; then
   squall gnn-ckpt-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
   squall gt-ckpt-graph --model gt --cuda-graph
   squall gt-ckpt-ratio3.25-graph --model gt --mlp-hidden-ratio 3.25 --cuda-graph
-  squall gt-ckpt-e64-ratio4.3 --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3
+  squall gt-ckpt-e64-ratio4.3 --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --profile 3
   squall gt-ckpt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
   unset PYTORCH_CUDA_ALLOC_CONF
   MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
   if [ -f "${TRAIN_BASE:-}" ]; then
-    timeout 200 bash benchmarks/gpu/train_cuda_graph.sh "$TRAIN_BASE" "${TRAIN_EPOCHS:-10}" 2>&1 | tail -n 40 | tee -a "$LOG"
+    timeout 200 bash benchmarks/gpu/train_cuda_graph.sh "$TRAIN_BASE" "${TRAIN_EPOCHS:-10}" 2>&1 | tail -n 60 | tee -a "$LOG"
   fi
   echo "done" | tee -a "$LOG"
   exit 0

@@ -239,7 +239,8 @@ def profile(step, steps: int, median: float) -> None:
     from torch.profiler import profile as torch_profile
 
     torch.cuda.synchronize()
-    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with torch_profile(activities=activities, record_shapes=True) as prof:
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
@@ -265,6 +266,13 @@ def profile(step, steps: int, median: float) -> None:
             sort_by="self_cuda_time_total", row_limit=18, max_name_column_width=50
         )
     )
+    # the glue by input shape: which tensors the casts, sums and adds run over
+    glue = ("aten::copy_", "aten::sum", "aten::add", "aten::add_", "aten::mul")
+    by_shape = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in glue]
+    by_shape.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    for event in by_shape[:15]:
+        ms = event.self_device_time_total / 1e3 / steps
+        print(f"GLUE {event.key} {ms:.2f} ms/step x{event.count // steps} {event.input_shapes}")
 
 
 if __name__ == "__main__":
