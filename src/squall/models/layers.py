@@ -143,6 +143,14 @@ class MLP(nn.Module):
         x = self.layers[1:](x)
         return x if self.norm is None else apply_norm(self.norm, x, condition)
 
+    def forward_after_first_activation(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The rest of the MLP, given the output of its first activation (layers[1]): for a
+        caller that fuses the first layer with its activation (kernels.edge_hidden)."""
+        x = self.layers[2:](x)
+        return x if self.norm is None else apply_norm(self.norm, x, condition)
+
     def forward_for_matmul(self, x: torch.Tensor) -> torch.Tensor:
         """forward(x) for a consumer that only multiplies it (linear layers): on CUDA under
         autocast the output norm is the fused one that writes the half-precision dtype, so no

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from squall.models.kernels import gather_rows, segment_sum
+from squall.models.kernels import edge_hidden, fused_kernels_enabled, segment_sum
+from squall.models.kernels.edge_hidden import edge_pre_activation, fused_activation_name
 from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import mlp_hidden_width
 
@@ -95,30 +96,42 @@ class GraphMessagePassing(nn.Module):
             )
             edge_update = self.edge_mlp(edge_inputs, condition)
         else:
-            hidden = self._first_layer_by_parts(first, x_src, x_dst, edge_index, edge_features)
-            edge_update = self.edge_mlp.forward_after_first_layer(hidden, condition)
+            edge_update = self._edge_mlp_by_parts(
+                first, x_src, x_dst, edge_index, edge_features, condition
+            )
         aggregated = sum_at_targets(edge_update, target_index, x_dst.shape[1])
         node_inputs = torch.cat([x_dst, aggregated.to(x_dst.dtype)], dim=-1)
         node_update = self.node_mlp(node_inputs, condition)
         return x_dst + node_update, edge_features + edge_update
 
-    @staticmethod
-    def _first_layer_by_parts(
+    def _edge_mlp_by_parts(
+        self,
         first: nn.Linear,
         x_src: torch.Tensor,
         x_dst: torch.Tensor,
         edge_index: torch.Tensor,
         edge_features: torch.Tensor,
+        condition: torch.Tensor | None,
     ) -> torch.Tensor:
-        """first([x_src[src], x_dst[dst], e]) as W_s x_src gathered + W_d x_dst gathered + W_e e:
-        the node parts are multiplied once per node instead of once per edge (several times
-        fewer FLOPs on meshes with more edges than nodes), and no (edges, 3C) concatenation is
-        built or kept for backward. Same function, same parameters as the concatenated form."""
+        """edge_mlp([x_src[src], x_dst[dst], e]) with its first layer applied part by part, as
+        W_s x_src gathered + W_d x_dst gathered + W_e e: the node parts are multiplied once per
+        node instead of once per edge (several times fewer FLOPs on meshes with more edges than
+        nodes), and no (edges, 3C) concatenation is built or kept for backward. Same function,
+        same parameters as the concatenated form. Where the fused kernels run and the first
+        activation is SiLU or GELU, the gathers, adds and activation are one kernel
+        (kernels.edge_hidden); elsewhere they are separate PyTorch ops, as before."""
         weight_src, weight_dst, weight_edge = first.weight.split(
             [x_src.shape[-1], x_dst.shape[-1], edge_features.shape[-1]], dim=1
         )
-        hidden = F.linear(edge_features, weight_edge, first.bias)
-        hidden = hidden + gather_rows(F.linear(x_src, weight_src), edge_index[0])
-        return hidden + gather_rows(
-            F.linear(x_dst, weight_dst), edge_index[1], index_is_sorted=True
+        projected = (
+            F.linear(edge_features, weight_edge, first.bias),
+            F.linear(x_src, weight_src),
+            F.linear(x_dst, weight_dst),
         )
+        activation = fused_activation_name(self.edge_mlp.layers[1])
+        if activation is not None and fused_kernels_enabled(x_src):
+            hidden = edge_hidden(*projected, edge_index, activation)
+            return self.edge_mlp.forward_after_first_activation(hidden, condition)
+        hidden = edge_pre_activation(*projected, edge_index)
+        del projected  # backward needs no node projection here: free them before the MLP's rest
+        return self.edge_mlp.forward_after_first_layer(hidden, condition)

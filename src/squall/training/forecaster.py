@@ -24,6 +24,9 @@ class Forecaster(pl.LightningModule):
     torch.load(weights_only=True).
     """
 
+    # training.cuda_graph (set in __init__); None: Lightning's automatic optimisation
+    graphed_step: GraphedTrainingStep | None = None
+
     def __init__(
         self,
         model: ForecastModel,

@@ -6,12 +6,15 @@ installed it runs the fused kernel, elsewhere (the CPU path, tests) the PyTorch 
 """
 
 from squall.models.kernels.dispatch import fused_kernels_enabled
+from squall.models.kernels.edge_hidden import edge_hidden, edge_hidden_reference
 from squall.models.kernels.gather import gather_rows
 from squall.models.kernels.graph_attention import graph_attention, graph_attention_reference
 from squall.models.kernels.layer_norm import fused_layer_norm, norm_for_matmul
 from squall.models.kernels.segment_sum import segment_sum, segment_sum_reference
 
 __all__ = [
+    "edge_hidden",
+    "edge_hidden_reference",
     "fused_kernels_enabled",
     "fused_layer_norm",
     "gather_rows",

@@ -8,6 +8,8 @@ no fp32 copy of the messages, deterministic. Its backward is a gather (index_sel
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from squall.models.kernels.csr import row_offsets
@@ -59,7 +61,8 @@ def segment_sum(
     if not fused_kernels_enabled(messages):
         return segment_sum_reference(messages, target_index, num_targets)
     batch, edges = messages.shape[:2]
-    flat = messages.reshape(batch, edges, -1)
+    # channels named, not -1: a mapper chunk may have no edges, and -1 cannot be inferred then
+    flat = messages.reshape(batch, edges, math.prod(messages.shape[2:]))
     if flat.stride(-1) != 1:
         flat = flat.contiguous()
     offsets = row_offsets(target_index, num_targets)
