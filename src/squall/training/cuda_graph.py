@@ -82,13 +82,15 @@ class GraphedTrainingStep:
     learning-rate schedule as usual (a handful of fused kernels, so Lightning keeps counting
     steps and the schedule stays a plain float).
 
-    One graph per rollout length (a new one is captured when the curriculum lengthens the
-    rollout); a batch of another shape (the smaller last batch of an epoch) runs eagerly into
-    the same gradient tensors."""
+    A batch of other shapes than the graph's (a longer rollout from the curriculum, the
+    smaller last batch of an epoch) gets a graph of its own, recorded in place of the old one.
+    Not an eager step into the graph's gradient tensors: measured on the storm run, replays
+    after such a step went wrong (benchmarks/gpu/NOTES.md v7)."""
 
     def __init__(self, loss_of_batch: Callable[[dict[str, torch.Tensor], int], torch.Tensor]):
         self.loss_of_batch = loss_of_batch
         self.captured: CapturedStep | None = None
+        self.captures = 0
         self.rollout: int | None = None
         self.keys: list[str] = []
 
@@ -103,19 +105,17 @@ class GraphedTrainingStep:
     def __call__(self, task: Any, batch: dict[str, torch.Tensor], rollout: int) -> torch.Tensor:
         keys = sorted(key for key, value in batch.items() if isinstance(value, torch.Tensor))
         tensors = [batch[key] for key in keys]
-        if self.captured is None or rollout != self.rollout or keys != self.keys:
-            self.captured = None  # free the old graph's pool before capturing the next
+        same = rollout == self.rollout and keys == self.keys
+        if self.captured is None or not same or not self.captured.accepts(tensors):
+            self.captured = None  # free the old graph's pool before recording the next
             self.keys, self.rollout = keys, rollout
+            # the kernels are compiled by the first warm-up: later graphs need one step
+            warmup = WARMUP_STEPS if self.captures == 0 else 1
             self.captured = CapturedStep(
-                self._forward_backward(rollout), task.parameters(), tensors
+                self._forward_backward(rollout), task.parameters(), tensors, warmup
             )
-        if self.captured.accepts(tensors):
-            loss = self.captured(*tensors)
-        else:
-            for parameter in self.captured.parameters:
-                if parameter.grad is not None:
-                    parameter.grad.zero_()  # in place: the graph's gradient tensors stay
-            loss = self._forward_backward(rollout)(*tensors)
+            self.captures += 1
+        loss = self.captured(*tensors)
         optimizer = task.optimizers()
         clip = task.config["training"].get("gradient_clip_val")
         if clip is not None:
