@@ -196,7 +196,10 @@ def test_plots_and_profile_are_written(storm_inputs, tmp_path):
         "forward_ms",
         "backward_ms",
         "optimizer_ms",
+        "step_ms",
     }
+    medians = profile["median_per_batch"]
+    assert medians["step_ms"] >= medians["forward_ms"] + medians["backward_ms"]
     database = sqlite3.connect(tmp_path / "mlflow.db")
     artifacts = tmp_path / "mlartifacts"
     assert any(p.name == "loss_curves.png" for p in artifacts.rglob("*.png"))

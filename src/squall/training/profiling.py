@@ -15,13 +15,15 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-PHASES = ("data", "forward", "backward", "optimizer")
+PHASES = ("data", "forward", "backward", "optimizer", "step")
 
 
 class TrainingProfiler(Callback):
     """Per training batch: waiting for data (from the end of one batch to the start of the next),
-    forward (to the loss), backward, optimiser step. On GPUs each mark synchronises the device,
-    so phases are real kernel time (this costs a little speed: turn it off for production)."""
+    forward (to the loss), backward, optimiser step, and the whole step (all but the data).
+    On GPUs each mark synchronises the device, so phases are real kernel time (this costs a
+    little speed: turn it off for production). A step replayed from a CUDA graph
+    (training.cuda_graph) has no forward and backward marks: only its data and step times."""
 
     def __init__(self, out_path: Path, skip_first: int = 2) -> None:
         self.out_path = Path(out_path)
@@ -30,6 +32,8 @@ class TrainingProfiler(Callback):
         self.samples = 0
         self.batches = 0
         self._mark = None
+        self._step_start = None
+        self._backward_seen = False
         self._batch_end = None
         self._wall_start = None
 
@@ -54,20 +58,25 @@ class TrainingProfiler(Callback):
             self.times["data"].append(now - self._batch_end)
         if self.batches == self.skip_first:
             self._wall_start = now
-        self._mark = now
+        self._mark = self._step_start = now
+        self._backward_seen = False
 
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         self._record("forward", pl_module)
 
     def on_after_backward(self, trainer, pl_module) -> None:
         self._record("backward", pl_module)
+        self._backward_seen = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._record("optimizer", pl_module)  # includes clipping and the scheduler step
+        if self._backward_seen:  # not in a graph replay, where no backward hook runs
+            self._record("optimizer", pl_module)  # includes clipping and the scheduler step
+        now = self._now(pl_module)
         if self.batches >= self.skip_first:
+            self.times["step"].append(now - self._step_start)
             self.samples += int(batch["time"].shape[0])  # also for multi-dataset batches
         self.batches += 1
-        self._batch_end = self._now(pl_module)
+        self._batch_end = now
 
     def report(self, module: pl.LightningModule) -> dict[str, Any]:
         wall = (self._batch_end - self._wall_start) if self._wall_start and self._batch_end else 0
