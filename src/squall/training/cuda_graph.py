@@ -25,8 +25,11 @@ class CapturedStep:
     `step` runs forward and backward (and, if the caller wants, a capturable optimiser's step).
     Warm-up runs on a side stream with the example inputs. The gradients of `parameters` are
     set to None before capture, so the captured backward allocates them in the graph's memory
-    pool and writes them afresh on each replay (no accumulation across steps): nothing may set
-    them to None afterwards, or the optimiser would no longer see what the graph writes."""
+    pool and writes them afresh on each replay (no accumulation across steps); each replay
+    points the parameters' `.grad` at them again, so several graphs (one per batch shape) can
+    take turns. `pool`: another graph's memory pool to share; safe here because every replay
+    is self-contained (inputs live outside the pool, its gradients and loss are used before the
+    next replay of any graph)."""
 
     def __init__(
         self,
@@ -34,6 +37,7 @@ class CapturedStep:
         parameters: Iterable[torch.nn.Parameter],
         example_inputs: list[torch.Tensor],
         warmup: int = WARMUP_STEPS,
+        pool: tuple[int, int] | None = None,
     ) -> None:
         self.parameters = [p for p in parameters if p.requires_grad]
         self.inputs = [t.detach().clone() for t in example_inputs]
@@ -48,8 +52,9 @@ class CapturedStep:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()  # the warm-up's activations: return them before the graph's pool
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, pool=pool):
             self.loss = step(*self.inputs)
+        self.gradients = [parameter.grad for parameter in self.parameters]
 
     def _drop_gradients(self) -> None:
         for parameter in self.parameters:
@@ -73,6 +78,8 @@ class CapturedStep:
             if new.data_ptr() != static.data_ptr():
                 static.copy_(new, non_blocking=True)
         self.graph.replay()
+        for parameter, gradient in zip(self.parameters, self.gradients, strict=True):
+            parameter.grad = gradient
         return self.loss
 
 
@@ -82,21 +89,19 @@ class GraphedTrainingStep:
     learning-rate schedule as usual (a handful of fused kernels, so Lightning keeps counting
     steps and the schedule stays a plain float).
 
-    A batch of other shapes than the graph's (a longer rollout from the curriculum, the
-    smaller last batch of an epoch) gets a graph of its own, recorded in place of the old one.
-    Not an eager step into the graph's gradient tensors: measured on the storm run, replays
-    after such a step went wrong (benchmarks/gpu/NOTES.md v7)."""
+    One graph per batch shape (an epoch's smaller last batch, each rollout length of the
+    curriculum), recorded at its first batch and kept, all in one shared memory pool. Not an
+    eager step into a graph's gradient tensors (replays after one went wrong on the storm run)
+    and not a new recording per change (each left its pool's memory allocated):
+    benchmarks/gpu/NOTES.md v7."""
 
     def __init__(self, loss_of_batch: Callable[[dict[str, torch.Tensor], int], torch.Tensor]):
         self.loss_of_batch = loss_of_batch
-        self.captured: CapturedStep | None = None
-        self.captures = 0
-        self.rollout: int | None = None
-        self.keys: list[str] = []
+        self.graphs: dict[tuple, CapturedStep] = {}
 
-    def _forward_backward(self, rollout: int) -> Callable[..., torch.Tensor]:
+    def _forward_backward(self, keys: list[str], rollout: int) -> Callable[..., torch.Tensor]:
         def step(*tensors: torch.Tensor) -> torch.Tensor:
-            loss = self.loss_of_batch(dict(zip(self.keys, tensors, strict=True)), rollout)
+            loss = self.loss_of_batch(dict(zip(keys, tensors, strict=True)), rollout)
             loss.backward()
             return loss.detach()
 
@@ -105,17 +110,21 @@ class GraphedTrainingStep:
     def __call__(self, task: Any, batch: dict[str, torch.Tensor], rollout: int) -> torch.Tensor:
         keys = sorted(key for key, value in batch.items() if isinstance(value, torch.Tensor))
         tensors = [batch[key] for key in keys]
-        same = rollout == self.rollout and keys == self.keys
-        if self.captured is None or not same or not self.captured.accepts(tensors):
-            self.captured = None  # free the old graph's pool before recording the next
-            self.keys, self.rollout = keys, rollout
-            # the kernels are compiled by the first warm-up: later graphs need one step
-            warmup = WARMUP_STEPS if self.captures == 0 else 1
-            self.captured = CapturedStep(
-                self._forward_backward(rollout), task.parameters(), tensors, warmup
+        shape = (rollout, *((key, tuple(batch[key].shape), batch[key].dtype) for key in keys))
+        captured = self.graphs.get(shape)
+        if captured is None:
+            first = next(iter(self.graphs.values()), None)
+            captured = CapturedStep(
+                self._forward_backward(keys, rollout),
+                task.parameters(),
+                tensors,
+                # the first warm-up compiles the kernels: later graphs need one step
+                warmup=WARMUP_STEPS if first is None else 1,
+                pool=None if first is None else first.graph.pool(),
             )
-            self.captures += 1
-        loss = self.captured(*tensors)
+            self.graphs[shape] = captured
+        # a copy: the graph's loss tensor is overwritten by the next replay
+        loss = captured(*tensors).clone()
         optimizer = task.optimizers()
         clip = task.config["training"].get("gradient_clip_val")
         if clip is not None:
