@@ -129,20 +129,29 @@ print("interpreted kernels agree")
 """
 
 
-@pytest.mark.skipif(
+interpreter_only = pytest.mark.skipif(
     not HAS_TRITON or torch.cuda.is_available(),
     reason="for machines with triton and no GPU (with a GPU the gpu tests run the kernels)",
 )
-def test_kernels_under_the_triton_interpreter_match_the_reference():
-    """Same kernels as on the GPU, run by Triton's interpreter on CPU tensors (fp32 inside)."""
+
+
+def run_under_triton_interpreter(script: str) -> str:
+    """Runs `script` in a fresh Python with TRITON_INTERPRET=1 (the interpreter must be on
+    before triton is imported) from the repository root; returns its stdout."""
     env = dict(os.environ, TRITON_INTERPRET="1")
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-c", INTERPRETER_CHECK], cwd=root, env=env, capture_output=True,
-        text=True, timeout=300,
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+        timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "interpreted kernels agree" in result.stdout
+    return result.stdout
+
+
+@interpreter_only
+def test_kernels_under_the_triton_interpreter_match_the_reference():
+    """Same kernels as on the GPU, run by Triton's interpreter on CPU tensors (fp32 inside)."""
+    assert "interpreted kernels agree" in run_under_triton_interpreter(INTERPRETER_CHECK)
 
 
 @pytest.mark.gpu

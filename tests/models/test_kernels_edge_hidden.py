@@ -5,16 +5,16 @@ where it runs and keeps its numbers everywhere else."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 from unittest import mock
 
 import pytest
 import torch
-from test_kernels import random_graph, relative_error
+from test_kernels import (
+    interpreter_only,
+    random_graph,
+    relative_error,
+    run_under_triton_interpreter,
+)
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
@@ -26,7 +26,6 @@ from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import MLP
 from squall.models.message_passing import GraphMessagePassing
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 ACTIVATIONS = {
     "SiLU": nn.SiLU(),
@@ -122,7 +121,12 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from squall.models.kernels import edge_hidden, edge_hidden_reference
 sys.path.insert(0, "tests/models")  # as pytest's pythonpath does
-from test_kernels import random_graph, relative_error
+from test_kernels import (
+    interpreter_only,
+    random_graph,
+    relative_error,
+    run_under_triton_interpreter,
+)
 from test_kernels_edge_hidden import gnn_block, projections
 torch.manual_seed(5)
 cases = [(act, edge_batch, channels) for act in ("SiLU", "GELU", "GELU_tanh")
@@ -170,21 +174,12 @@ print("interpreted edge_hidden agrees")
 """
 
 
-@pytest.mark.skipif(
-    not HAS_TRITON or torch.cuda.is_available(),
-    reason="for machines with triton and no GPU (with a GPU the gpu tests run the kernels)",
-)
+@interpreter_only
 def test_edge_hidden_under_the_triton_interpreter_matches_the_reference():
     """Forward and the three input gradients, 2-D / (1, E, C) / (B, E, C) edge projections,
     batch 2, an empty target, every activation; then a checkpointed GNN block either way."""
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run(
-        [sys.executable, "-c", INTERPRETER_CHECK], cwd=root, env=env, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "interpreted edge_hidden agrees" in result.stdout
+    output = run_under_triton_interpreter(INTERPRETER_CHECK)
+    assert "interpreted edge_hidden agrees" in output
 
 
 @pytest.mark.gpu
