@@ -37,6 +37,8 @@ def test_cuda_graph_config_refusals(storm_inputs, tmp_path):
         validate("training.accumulate_grad_batches=2")
     with pytest.raises(ValueError, match="devices=1"):
         validate("system.hardware.devices=2")
+    with pytest.raises(ValueError, match="ensemble_forecaster"):
+        validate("task.name=ensemble_forecaster", "training.loss=crps", "model.noise_channels=4")
 
 
 class _TinyForecast(pl.LightningModule):

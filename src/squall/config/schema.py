@@ -615,10 +615,11 @@ class SquallConfig(Strict):
         """training.cuda_graph: the deterministic forecaster on one GPU, one batch per step."""
         if not self.training.cuda_graph:
             return self
-        if self.task.name != "forecaster":
+        if self.task.name != "forecaster" or self.system.input.datasets:
+            task = "several datasets" if self.system.input.datasets else repr(self.task.name)
             raise ValueError(
-                f"training.cuda_graph replays the forecaster's training step; task.name="
-                f"{self.task.name!r} is not supported with it: set training.cuda_graph=false"
+                "training.cuda_graph replays the single-dataset forecaster's training step; "
+                f"a task of {task} is not supported with it: set training.cuda_graph=false"
             )
         if self.training.accumulate_grad_batches > 1:
             raise ValueError(
