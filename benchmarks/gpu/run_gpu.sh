@@ -8,6 +8,8 @@
 #   MATRIX=v5 bash benchmarks/gpu/run_gpu.sh       (tests, eager and CUDA-graph rows, memory, anchor)
 #   MATRIX=v5b bash benchmarks/gpu/run_gpu.sh      (CUDA-graph rows with expandable segments)
 #   MATRIX=v6 bash benchmarks/gpu/run_gpu.sh       (tests, narrow edge latents vs C-wide, anchor)
+#   MATRIX=reserved bash benchmarks/gpu/run_gpu.sh (memory held: squall's reserved bytes and the
+#                                                   anchor's, read from its process at exit)
 #   MATRIX=v7 bash benchmarks/gpu/run_gpu.sh       (tests, fused GNN edge_hidden A/B, graphed
 #                                                   training step, squall train with cuda_graph)
 #   REFERENCE=1 adds the plain-PyTorch path on the GPU; COMPILE=1 the torch.compile experiment
@@ -110,6 +112,25 @@ if [ "$MATRIX" = v6 ]; then  # narrow edge latents (model.edge_latent_channels),
   squall gnn-ckpt-e256-ratio2.35 --model gnn --edge-latent-channels 256 --mlp-hidden-ratio 2.35
   unset PYTORCH_CUDA_ALLOC_CONF
   MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = reserved ]; then  # like for like: reserved bytes on both sides
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  squall gt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
+  squall gt-e64-ratio4.3-chunks1-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --num-chunks 1 --cuda-graph
+  squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
+  unset PYTORCH_CUDA_ALLOC_CONF
+  [ -n "${SITE:-}" ] || { SITE=$(mktemp -d); python3 -m pip install -q --no-index --no-deps \
+      --no-compile --target "$SITE" .anchor-bench/whl/*.whl; }
+  for model in "gt --backend triton" gnn; do  # the anchor's script, unchanged, run by runpy
+    PYTHONPATH="$SITE" timeout 200 python3 -c "
+import atexit, runpy, sys, torch
+atexit.register(lambda: print('ANCHOR_RESERVED', '$model', round(torch.cuda.max_memory_reserved() / 2**30, 3), flush=True))
+sys.argv = ['anemoi_step.py', '--graph', '.anchor-bench/graphs/graph_1deg_l5.pt', '--warmup', '5', '--steps', '30', '--model'] + '$model'.split()
+runpy.run_path('.anchor-bench/anemoi_step.py', run_name='__main__')
+" 2>&1 | grep -E "ANCHOR_RESERVED|RESULT" | tee -a "$LOG"
+  done
   echo "done" | tee -a "$LOG"
   exit 0
 fi

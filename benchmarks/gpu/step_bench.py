@@ -187,6 +187,8 @@ def main() -> None:
     peak_memory = torch.cuda.max_memory_allocated() / 2**30
     # a graph's private pool stays reserved between replays: its reserved bytes are its cost
     peak_reserved = torch.cuda.max_memory_reserved() / 2**30
+    # after the timed steps: what a long run holds (the peak above includes warm-up and capture)
+    steady_reserved = torch.cuda.memory_reserved() / 2**30
     loss = float(loss.detach())
     if args.profile:
         profile(step, args.profile, median)
@@ -220,6 +222,7 @@ def main() -> None:
         "samples_per_s": round(args.batch / median, 3),
         "peak_mem_gib": round(peak_memory, 3),
         "peak_reserved_gib": round(peak_reserved, 3),
+        "steady_reserved_gib": round(steady_reserved, 3),
         "matmul_tflop_per_step": round(matmul_flops / 1e12, 3),
         "matmul_tflops_achieved": round(matmul_flops / median / 1e12, 1),
         "loss": loss,
