@@ -113,3 +113,21 @@ def test_graphed_training_matches_eager_training():
     )
     for (name, a), b in zip(graphed.named_parameters(), eager.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_step_that_syncs_with_the_host_is_refused_with_advice():
+    from squall.training.cuda_graph import CapturedStep
+
+    weight = torch.nn.Parameter(torch.ones(3, device="cuda"))
+
+    def step(x):
+        loss = (weight * x).sum()
+        if loss.item() > 0:  # a host synchronisation: cannot be recorded
+            loss = loss * 2
+        loss.backward()
+        return loss.detach()
+
+    with pytest.raises(RuntimeError, match="training.cuda_graph=false"):
+        CapturedStep(step, [weight], [torch.ones(3, device="cuda")], warmup=1)

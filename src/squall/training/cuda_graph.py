@@ -52,8 +52,16 @@ class CapturedStep:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()  # the warm-up's activations: return them before the graph's pool
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool):
-            self.loss = step(*self.inputs)
+        try:
+            with torch.cuda.graph(self.graph, pool=pool):
+                self.loss = step(*self.inputs)
+        except RuntimeError as error:
+            raise RuntimeError(
+                "recording the training step as a CUDA graph failed: something in it waits for "
+                "the GPU on the host (.item(), .tolist(), a shape that depends on values, a "
+                "copy to the CPU) or differs between calls. Set training.cuda_graph=false for "
+                f"this model and task. Cause: {error}"
+            ) from error
         self.gradients = [parameter.grad for parameter in self.parameters]
 
     def _drop_gradients(self) -> None:
