@@ -8,6 +8,7 @@
 #   MATRIX=v5 bash benchmarks/gpu/run_gpu.sh       (tests, eager and CUDA-graph rows, memory, anchor)
 #   MATRIX=v5b bash benchmarks/gpu/run_gpu.sh      (CUDA-graph rows with expandable segments)
 #   MATRIX=v6 bash benchmarks/gpu/run_gpu.sh       (tests, narrow edge latents vs C-wide, anchor)
+#   MATRIX=final bash benchmarks/gpu/run_gpu.sh    (headline rows with the anchor's optimiser, anchor)
 #   MATRIX=reserved bash benchmarks/gpu/run_gpu.sh (memory held: squall's reserved bytes and the
 #                                                   anchor's, read from its process at exit)
 #   MATRIX=v7 bash benchmarks/gpu/run_gpu.sh       (tests, fused GNN edge_hidden A/B, graphed
@@ -110,6 +111,18 @@ if [ "$MATRIX" = v6 ]; then  # narrow edge latents (model.edge_latent_channels),
   squall gnn-ckpt-e128-ratio3.25 --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25
   squall gnn-ckpt-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
   squall gnn-ckpt-e256-ratio2.35 --model gnn --edge-latent-channels 256 --mlp-hidden-ratio 2.35
+  unset PYTORCH_CUDA_ALLOC_CONF
+  MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = final ]; then  # the headline rows, AdamW as the anchor's (default, no clipping)
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  squall gt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
+  squall gt-e64-ratio4.3-chunks1-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --num-chunks 1 --cuda-graph
+  squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
+  squall gt-ratio3.25-graph --model gt --mlp-hidden-ratio 3.25 --cuda-graph
+  squall gnn-ratio1.3-graph --model gnn --mlp-hidden-ratio 1.3 --cuda-graph
   unset PYTORCH_CUDA_ALLOC_CONF
   MATRIX=headline OUT="$OUT" bash .anchor-bench/run_anchor_gpu.sh 2>&1 | grep -E "RESULT|###|Error|error" | tee -a "$LOG"
   echo "done" | tee -a "$LOG"
