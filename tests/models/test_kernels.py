@@ -3,6 +3,7 @@ plain-PyTorch reference, on fresh random inputs; and the CPU-side pieces that al
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -252,16 +253,24 @@ def test_fused_blocks_capture_into_a_cuda_graph(kind):
         inputs = [x_dst, *block.parameters()]
         return out.float(), torch.autograd.grad(loss, inputs, materialize_grads=True)
 
+    assert_replay_matches_eager(run, [x_src, x_dst, edges])
+
+
+def assert_replay_matches_eager(run, inputs, around_capture=contextlib.nullcontext) -> None:
+    """`run() -> (output, gradients)` recorded as one CUDA graph (after a warm-up on a side
+    stream: the kernels compile there, never during capture; the capture itself fails on any
+    host synchronisation); `inputs` then refilled at random and the graph replayed: its output
+    and gradients must be what an eager run on the new inputs gives."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        run()  # compiles the kernels: never during capture
+        run()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with around_capture(), torch.cuda.graph(graph):
         captured_out, captured_grads = run()
     with torch.no_grad():
-        for tensor in (x_src, x_dst, edges):
+        for tensor in inputs:
             tensor.copy_(torch.randn_like(tensor))
     graph.replay()
     eager_out, eager_grads = run()

@@ -10,6 +10,7 @@ from unittest import mock
 import pytest
 import torch
 from test_kernels import (
+    assert_replay_matches_eager,
     interpreter_only,
     random_graph,
     relative_error,
@@ -122,6 +123,7 @@ from torch.utils.checkpoint import checkpoint
 from squall.models.kernels import edge_hidden, edge_hidden_reference
 sys.path.insert(0, "tests/models")  # as pytest's pythonpath does
 from test_kernels import (
+    assert_replay_matches_eager,
     interpreter_only,
     random_graph,
     relative_error,
@@ -262,24 +264,7 @@ def test_two_checkpointed_gnn_layers_with_edge_hidden_capture_into_a_cuda_graph(
         loss = x.float().square().mean() + e.float().square().mean()
         return x.float(), torch.autograd.grad(loss, [nodes, *layers.parameters()])
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        run()  # compiles the kernels: never during capture
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with mock.patch.object(
-        message_passing, "edge_hidden", wraps=message_passing.edge_hidden
-    ) as spy:
-        with torch.cuda.graph(graph):
-            captured = run()
+    spy = mock.MagicMock(wraps=message_passing.edge_hidden)
+    spying = lambda: mock.patch.object(message_passing, "edge_hidden", spy)  # noqa: E731
+    assert_replay_matches_eager(run, [nodes, edges], around_capture=spying)
     assert spy.call_count == 4  # two layers, each run again by the checkpoint's recompute
-    with torch.no_grad():
-        nodes.copy_(torch.randn_like(nodes))
-        edges.copy_(torch.randn_like(edges))
-    graph.replay()
-    eager = run()
-    assert relative_error(captured[0], eager[0]) < 1e-3
-    for got, expected in zip(captured[1], eager[1], strict=True):
-        if expected.norm() > 0:
-            assert relative_error(got, expected) < 1e-3
