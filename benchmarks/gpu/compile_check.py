@@ -37,6 +37,10 @@ KERNEL_MODULES = {
         "attention_forward_kernel",
         "attention_backward_kernel",
     ),
+    "squall.models.kernels.projected_attention_triton": (
+        "projected_attention_forward_kernel",
+        "projected_attention_backward_kernel",
+    ),
     "squall.models.kernels.layer_norm_triton": (
         "layer_norm_forward_kernel",
         "layer_norm_backward_kernel",
@@ -93,7 +97,11 @@ def _run_forward_and_backward(function: Callable[..., torch.Tensor], *inputs: to
 def exercise_wrappers() -> None:
     """Every fused wrapper once per specialisation that matters (activation, shared edges,
     channel widths of the benchmark models), forward and backward, bf16."""
-    from squall.models.kernels import graph_attention, segment_sum
+    from squall.models.kernels import (
+        graph_attention,
+        graph_attention_over_edge_features,
+        segment_sum,
+    )
     from squall.models.kernels.edge_hidden import edge_hidden
     from squall.models.kernels.layer_norm import fused_layer_norm
 
@@ -117,6 +125,14 @@ def exercise_wrappers() -> None:
         torch.zeros(1, 3, 2048, dtype=bf16),
         torch.zeros(1, 4, 2048, dtype=bf16),
     )
+    for edge_channels in (64, 48):  # the benchmark's narrow latents; one not a power of two
+        _run_forward_and_backward(
+            lambda q, s, e, w: graph_attention_over_edge_features(q, s, e, w, edge_index, 16),
+            torch.zeros(1, 3, 1024, dtype=bf16),
+            torch.zeros(1, 3, 2048, dtype=bf16),
+            torch.zeros(4, edge_channels, dtype=bf16),
+            torch.zeros(2048, edge_channels, dtype=bf16),
+        )
     _run_forward_and_backward(
         lambda x, w, b: fused_layer_norm(x, w, b, 1e-5, bf16),
         torch.zeros(10, 1024),

@@ -113,6 +113,31 @@ for batch, heads, channels, edge_batch in [(2, 4, 32, 1), (1, 3, 24, 1), (2, 2, 
     messages = torch.randn(batch, 25, channels, dtype=torch.float64)
     assert relative_error(segment_sum(messages, edge_index[1], 6),
                           segment_sum_reference(messages, edge_index[1], 6)) < 1e-6
+import torch.nn.functional as F
+from squall.models.kernels import graph_attention_over_edge_features
+from squall.models.kernels.projected_attention import takes_projected_route
+# edge features shared by the batch or per sample; d_e under 2 head widths takes the projected
+# route (5: not a power of two), 24 the edges x 2C one
+for batch, heads, channels, edge_shape, d_e, projected in [
+    (2, 4, 32, (25,), 5, True), (1, 3, 24, (1, 25), 16, True), (2, 2, 16, (2, 25), 8, True),
+    (2, 4, 32, (25,), 24, False),
+]:
+    edge_index = random_graph(7, 6, 25)
+    inputs = [torch.randn(batch, 6, channels, dtype=torch.float64),
+              torch.randn(batch, 7, 2 * channels, dtype=torch.float64),
+              torch.randn(*edge_shape, d_e, dtype=torch.float64),
+              torch.randn(2 * channels, d_e, dtype=torch.float64) / d_e**0.5]
+    query, kv_source, edges, weight = [t.requires_grad_() for t in inputs]
+    assert takes_projected_route(query, d_e, heads) == projected
+    kv_edge = F.linear(edges, weight)
+    kv_edge = kv_edge if kv_edge.dim() == 3 else kv_edge.unsqueeze(0)
+    reference = graph_attention_reference(query, kv_source, kv_edge, edge_index, heads)
+    fused = graph_attention_over_edge_features(query, kv_source, edges, weight, edge_index, heads)
+    grad = torch.randn_like(reference)
+    expected = torch.autograd.grad(reference, inputs, grad)
+    pairs = zip(torch.autograd.grad(fused, inputs, grad), expected)
+    errors = [relative_error(fused, reference)] + [relative_error(a, b) for a, b in pairs]
+    assert max(errors) < 1e-5, errors
 from squall.models.kernels import fused_layer_norm
 for rows, channels, with_bias in [(37, 24, True), (130, 64, False)]:
     x = torch.randn(rows, channels, dtype=torch.float64)
@@ -183,6 +208,49 @@ def test_fused_graph_attention_matches_reference_in_bf16(heads, channels, edge_b
 
 @pytest.mark.gpu
 @cuda
+@pytest.mark.parametrize(
+    "heads,channels,edge_channels,edge_shape",
+    [(16, 1024, 64, (2500,)), (16, 1024, 48, (2, 2500)), (4, 96, 40, (1, 2500))],
+)
+def test_projected_graph_attention_matches_reference_in_bf16(
+    heads, channels, edge_channels, edge_shape
+):
+    """The edge projection moved to the target nodes, in bf16 under autocast, against the
+    edges x 2C route in fp64 (inputs rounded to bf16 first)."""
+    from squall.models.kernels import graph_attention_over_edge_features
+    from squall.models.kernels.projected_attention import takes_projected_route
+
+    torch.manual_seed(heads + edge_channels)
+    batch, num_sources, num_targets = 2, 300, 200
+    edge_index = random_graph(num_sources, num_targets, edge_shape[-1], "cuda")
+    inputs = [
+        torch.randn(batch, num_targets, channels, device="cuda"),
+        torch.randn(batch, num_sources, 2 * channels, device="cuda"),
+        torch.randn(*edge_shape, edge_channels, device="cuda"),
+        torch.randn(2 * channels, edge_channels, device="cuda") / edge_channels**0.5,
+    ]
+    grad = torch.randn(batch, num_targets, channels, device="cuda")
+    exact_inputs = [t.bfloat16().double().requires_grad_() for t in inputs]
+    query, kv_source, edges, weight = exact_inputs
+    kv_edge = torch.nn.functional.linear(edges, weight)
+    kv_edge = kv_edge if kv_edge.dim() == 3 else kv_edge.unsqueeze(0)
+    exact = graph_attention_reference(query, kv_source, kv_edge, edge_index, heads)
+    exact_grads = torch.autograd.grad(exact, exact_inputs, grad.double())
+    assert takes_projected_route(inputs[0], edge_channels, heads)
+    bf16_inputs = [t.bfloat16().requires_grad_() for t in inputs[:3]]
+    weight = inputs[3].requires_grad_()  # a Linear's fp32 weight, cast by autocast
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        fused = graph_attention_over_edge_features(*bf16_inputs, weight, edge_index, heads)
+    assert fused.dtype == torch.bfloat16 and torch.isfinite(fused).all()
+    fused_grads = torch.autograd.grad(fused, [*bf16_inputs, weight], grad.bfloat16())
+    assert relative_error(fused, exact) < 1e-2
+    for got, expected in zip(fused_grads, exact_grads, strict=True):
+        assert got.shape == expected.shape
+        assert relative_error(got, expected) < 2e-2
+
+
+@pytest.mark.gpu
+@cuda
 def test_fused_segment_sum_matches_reference():
     edge_index = random_graph(50, 400, 3000, "cuda")
     messages = torch.randn(2, 3000, 384, device="cuda", dtype=torch.bfloat16, requires_grad=True)
@@ -195,23 +263,25 @@ def test_fused_segment_sum_matches_reference():
 
 
 def block_and_inputs(kind, channels, heads, sizes, empty_target=True, device="cuda"):
-    """A graph-transformer or GNN block and random inputs: sizes = (sources, targets, edges)."""
+    """A graph-transformer or GNN block and random inputs: sizes = (sources, targets, edges).
+    "graphtransformer-narrow": edge latents of one head's width (the projected route)."""
     num_sources, num_targets, num_edges = sizes
+    edge_channels = channels // heads if kind == "graphtransformer-narrow" else channels
     block = (
-        GraphTransformerBlock(channels, channels, num_heads=heads)
-        if kind == "graphtransformer"
+        GraphTransformerBlock(channels, edge_channels, num_heads=heads)
+        if kind.startswith("graphtransformer")
         else GraphMessagePassing(channels, channels)
     ).to(device)
     edge_index = random_graph(num_sources, num_targets, num_edges, device, empty_target)
     x_src = torch.randn(2, num_sources, channels, device=device)
     x_dst = torch.randn(2, num_targets, channels, device=device)
-    edges = torch.randn(num_edges, channels, device=device)
+    edges = torch.randn(num_edges, edge_channels, device=device)
     return block, x_src, x_dst, edge_index, edges
 
 
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("kind", ["graphtransformer", "gnn"])
+@pytest.mark.parametrize("kind", ["graphtransformer", "graphtransformer-narrow", "gnn"])
 def test_blocks_agree_between_fused_and_reference_paths(kind, monkeypatch):
     """A whole block under bf16 autocast: same outputs and parameter gradients either way."""
     torch.manual_seed(3)
@@ -237,7 +307,7 @@ def test_blocks_agree_between_fused_and_reference_paths(kind, monkeypatch):
 
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("kind", ["graphtransformer", "gnn"])
+@pytest.mark.parametrize("kind", ["graphtransformer", "graphtransformer-narrow", "gnn"])
 def test_fused_blocks_capture_into_a_cuda_graph(kind):
     """Forward (checkpointed, autocast) and backward of a block recorded as one CUDA graph: the
     capture fails on any host synchronisation, and a replay on new inputs gives what an eager

@@ -332,3 +332,35 @@ def test_edge_latent_channels_sets_the_width_of_every_edge_latent(graph, kind, h
     assert not untrained, untrained
     with pytest.raises(ValueError, match="edge_latent_channels"):
         ModelConfig(edge_latent_channels=0)
+
+
+def test_graph_transformer_loads_a_checkpoint_with_an_edge_projection_bias():
+    """Blocks saved before the edge projection lost its (redundant) bias load into the new
+    layout with that bias folded into the sources' [key | value] bias: same outputs."""
+    from torch_geometric.utils import softmax
+
+    from squall.models.graph_transformer import GraphTransformerBlock
+
+    torch.manual_seed(5)
+    block = GraphTransformerBlock(8, 4, num_heads=2).double()
+    edge_index = torch.tensor([[0, 1, 2, 2, 0], [0, 0, 1, 2, 2]])
+    x_src, x_dst = torch.randn(1, 3, 8).double(), torch.randn(1, 3, 8).double()
+    edges = torch.randn(5, 4).double()
+    old_state = block.state_dict()
+    old_state["edge_key_value.bias"] = torch.randn(16).double()
+    # the old block's attention, by hand: keys and values of each edge with the edge bias
+    with torch.no_grad():
+        source = block.key_value(block.source_norm(x_src))[0, edge_index[0]]
+        edge = edges @ old_state["edge_key_value.weight"].T + old_state["edge_key_value.bias"]
+        key, value = (source + edge).view(5, 2, 2, 4).unbind(1)
+        query = block.query(block.target_norm(x_dst))[0, edge_index[1]].view(5, 2, 4)
+        weights = softmax((query * key).sum(-1) / 2.0, edge_index[1], num_nodes=3)
+        attended = (
+            torch.zeros(3, 2, 4).double().index_add_(0, edge_index[1], weights[..., None] * value)
+        )
+        expected = x_dst + block.projection(attended.view(1, 3, 8))
+        expected = expected + block.mlp(block.mlp_norm(expected))
+    block.load_state_dict(old_state)
+    out, _ = block(x_src, x_dst, edge_index, edges)
+    torch.testing.assert_close(out, expected)
+    assert "edge_key_value.bias" not in block.state_dict()

@@ -85,8 +85,9 @@ class LayerKernels:
     def norm(self, channels: int) -> nn.Module:
         return self._factories["norm"](channels)
 
-    def linear(self, in_channels: int, out_channels: int) -> nn.Module:
-        return self._factories["linear"](in_channels, out_channels)
+    def linear(self, in_channels: int, out_channels: int, **kwargs: Any) -> nn.Module:
+        """kwargs (e.g. bias=False) go to the configured class."""
+        return self._factories["linear"](in_channels, out_channels, **kwargs)
 
     def activation(self) -> nn.Module:
         return self._factories["activation"]()

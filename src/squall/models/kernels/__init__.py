@@ -10,6 +10,7 @@ from squall.models.kernels.edge_hidden import edge_hidden, edge_hidden_reference
 from squall.models.kernels.gather import gather_rows
 from squall.models.kernels.graph_attention import graph_attention, graph_attention_reference
 from squall.models.kernels.layer_norm import fused_layer_norm, norm_for_matmul
+from squall.models.kernels.projected_attention import graph_attention_over_edge_features
 from squall.models.kernels.segment_sum import segment_sum, segment_sum_reference
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "fused_layer_norm",
     "gather_rows",
     "graph_attention",
+    "graph_attention_over_edge_features",
     "graph_attention_reference",
     "norm_for_matmul",
     "segment_sum",

@@ -1,0 +1,196 @@
+"""Triton kernels of graph attention with the edge projection moved to the target nodes.
+
+The attention of projected_attention.py, per head h of target i over its edges j:
+
+    score_ij = scale * (q_i . K_j + qe_i . e_ij),      qe_i = W_k^T q_i     (d_e per head)
+    out_i    = sum_j a_ij V_j,   out_e_i = sum_j a_ij e_ij                  (d_e per head)
+
+so an edge contributes its d_e-wide features e_ij (shared by all heads), never a 2C-wide
+projected [key | value] row. One program per (target node, sample) walks the node's CSR edges
+once with an online softmax, as graph_attention_triton.py does; backward recomputes the
+weights from the saved log-sum-exp, writes each edge's d_e-wide gradient (summed over heads)
+and adds the source nodes' [key | value] gradient with fp32 atomics.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from squall.models.kernels.graph_attention_triton import _tile_offsets
+
+
+@triton.jit
+def projected_attention_forward_kernel(
+    query,
+    query_edge,
+    kv_source,
+    edges,
+    offsets,
+    sources,
+    out,
+    out_edge,
+    lse,
+    query_batch_stride,
+    query_row_stride,
+    source_batch_stride,
+    source_row_stride,
+    edge_batch_stride,
+    edge_row_stride,
+    num_targets,
+    scale,
+    HEADS: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    EDGE_DIM: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+):
+    """query_edge, out (B, Nt, C), out_edge (B, Nt, H, d_e) and lse are contiguous."""
+    node = tl.program_id(0).to(tl.int64)
+    sample = tl.program_id(1).to(tl.int64)
+    CHANNELS: tl.constexpr = HEADS * HEAD_DIM
+    tile, valid = _tile_offsets(HEADS, HEAD_DIM, BLOCK_H, BLOCK_D)
+    edge_tile, edge_valid = _tile_offsets(HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
+    feature = tl.arange(0, BLOCK_E)
+    row = sample * num_targets + node
+    q_row = query + sample * query_batch_stride + node * query_row_stride
+    # fp32 even where a caller (inductor) passes `scale` as fp64
+    q = (tl.load(q_row + tile, mask=valid, other=0.0).to(tl.float32) * scale).to(tl.float32)
+    qe_row = query_edge + row * HEADS * EDGE_DIM
+    qe = tl.load(qe_row + edge_tile, mask=edge_valid, other=0.0).to(tl.float32) * scale
+    start = tl.load(offsets + node)
+    end = tl.load(offsets + node + 1)
+    row_max = tl.full([BLOCK_H], float("-inf"), tl.float32)
+    row_sum = tl.zeros([BLOCK_H], tl.float32)
+    acc = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    acc_edge = tl.zeros([BLOCK_H, BLOCK_E], tl.float32)
+    source_base = kv_source + sample * source_batch_stride
+    edge_base = edges + sample * edge_batch_stride
+    for edge in range(start, end):
+        source_row = source_base + tl.load(sources + edge).to(tl.int64) * source_row_stride
+        key = tl.load(source_row + tile, mask=valid, other=0.0).to(tl.float32)
+        value = tl.load(source_row + CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
+        e = tl.load(
+            edge_base + edge * edge_row_stride + feature, mask=feature < EDGE_DIM, other=0.0
+        ).to(tl.float32)[None, :]
+        score = tl.sum(q * key, axis=1) + tl.sum(qe * e, axis=1)
+        new_max = tl.maximum(row_max, score)
+        rescale = tl.exp(row_max - new_max)
+        weight = tl.exp(score - new_max)
+        acc = acc * rescale[:, None] + weight[:, None] * value
+        acc_edge = acc_edge * rescale[:, None] + weight[:, None] * e
+        row_sum = row_sum * rescale + weight
+        row_max = new_max
+    has_edges = row_sum > 0
+    safe_sum = tl.where(has_edges, row_sum, 1.0)
+    tl.store(out + row * CHANNELS + tile, (acc / safe_sum[:, None]).to(out.dtype.element_ty), valid)
+    tl.store(
+        out_edge + row * HEADS * EDGE_DIM + edge_tile,
+        (acc_edge / safe_sum[:, None]).to(out_edge.dtype.element_ty),
+        mask=edge_valid,
+    )
+    heads = tl.arange(0, BLOCK_H)
+    tl.store(
+        lse + row * HEADS + heads,
+        tl.where(has_edges, row_max + tl.log(safe_sum), 0.0),
+        mask=heads < HEADS,
+    )
+
+
+@triton.jit
+def projected_attention_backward_kernel(
+    query,
+    query_edge,
+    kv_source,
+    edges,
+    offsets,
+    sources,
+    out,
+    out_edge,
+    grad_out,
+    grad_out_edge,
+    lse,
+    grad_query,
+    grad_query_edge,
+    grad_kv_source,
+    grad_edges,
+    query_batch_stride,
+    query_row_stride,
+    source_batch_stride,
+    source_row_stride,
+    edge_batch_stride,
+    edge_row_stride,
+    num_targets,
+    num_sources,
+    num_edges,
+    scale,
+    HEADS: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    EDGE_DIM: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+):
+    """grad_query (B, Nt, C), grad_query_edge (B, Nt, H, d_e) and grad_edges (B, E, d_e) are
+    written contiguously; grad_kv_source (B, Ns, 2C) fp32 is accumulated into (zero it first).
+    out, grad_out, out_edge and grad_out_edge are contiguous."""
+    node = tl.program_id(0).to(tl.int64)
+    sample = tl.program_id(1).to(tl.int64)
+    CHANNELS: tl.constexpr = HEADS * HEAD_DIM
+    tile, valid = _tile_offsets(HEADS, HEAD_DIM, BLOCK_H, BLOCK_D)
+    edge_tile, edge_valid = _tile_offsets(HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
+    feature = tl.arange(0, BLOCK_E)
+    row = sample * num_targets + node
+    q_row = query + sample * query_batch_stride + node * query_row_stride
+    q = (tl.load(q_row + tile, mask=valid, other=0.0).to(tl.float32) * scale).to(tl.float32)
+    edge_row_of_node = row * HEADS * EDGE_DIM + edge_tile
+    qe = tl.load(query_edge + edge_row_of_node, mask=edge_valid, other=0.0).to(tl.float32) * scale
+    d_out = tl.load(grad_out + row * CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
+    o = tl.load(out + row * CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
+    d_out_e = tl.load(grad_out_edge + edge_row_of_node, mask=edge_valid, other=0.0).to(tl.float32)
+    o_e = tl.load(out_edge + edge_row_of_node, mask=edge_valid, other=0.0).to(tl.float32)
+    delta = tl.sum(d_out * o, axis=1) + tl.sum(d_out_e * o_e, axis=1)
+    heads = tl.arange(0, BLOCK_H)
+    log_sum = tl.load(lse + row * HEADS + heads, mask=heads < HEADS, other=0.0)
+    d_q = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    d_qe = tl.zeros([BLOCK_H, BLOCK_E], tl.float32)
+    start = tl.load(offsets + node)
+    end = tl.load(offsets + node + 1)
+    source_base = kv_source + sample * source_batch_stride
+    edge_base = edges + sample * edge_batch_stride
+    grad_edge_base = grad_edges + sample * num_edges * EDGE_DIM
+    grad_source_base = grad_kv_source + sample * num_sources * 2 * CHANNELS
+    for edge in range(start, end):
+        source = tl.load(sources + edge).to(tl.int64)
+        source_row = source_base + source * source_row_stride
+        key = tl.load(source_row + tile, mask=valid, other=0.0).to(tl.float32)
+        value = tl.load(source_row + CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
+        e = tl.load(
+            edge_base + edge * edge_row_stride + feature, mask=feature < EDGE_DIM, other=0.0
+        ).to(tl.float32)[None, :]
+        weight = tl.exp(tl.sum(q * key, axis=1) + tl.sum(qe * e, axis=1) - log_sum)
+        d_score = weight * (tl.sum(d_out * value, axis=1) + tl.sum(d_out_e * e, axis=1) - delta)
+        d_q += d_score[:, None] * key
+        d_qe += d_score[:, None] * e
+        d_e = tl.sum(d_score[:, None] * qe + weight[:, None] * d_out_e, axis=0)
+        tl.store(
+            grad_edge_base + edge * EDGE_DIM + feature,
+            d_e.to(grad_edges.dtype.element_ty),
+            mask=feature < EDGE_DIM,
+        )
+        grad_source_row = grad_source_base + source * 2 * CHANNELS
+        tl.atomic_add(grad_source_row + tile, d_score[:, None] * q, mask=valid, sem="relaxed")
+        tl.atomic_add(
+            grad_source_row + CHANNELS + tile, weight[:, None] * d_out, mask=valid, sem="relaxed"
+        )
+    tl.store(
+        grad_query + row * CHANNELS + tile,
+        (d_q * scale).to(tl.float32).to(grad_query.dtype.element_ty),
+        mask=valid,
+    )
+    tl.store(
+        grad_query_edge + edge_row_of_node,
+        (d_qe * scale).to(tl.float32).to(grad_query_edge.dtype.element_ty),
+        mask=edge_valid,
+    )
