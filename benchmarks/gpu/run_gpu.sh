@@ -13,6 +13,9 @@
 #                                                   anchor's, read from its process at exit)
 #   MATRIX=v7 bash benchmarks/gpu/run_gpu.sh       (tests, fused GNN edge_hidden A/B, graphed
 #                                                   training step, squall train with cuda_graph)
+#   MATRIX=v8 bash benchmarks/gpu/run_gpu.sh       (tests, the GT's edge projection at the targets
+#                                                   A/B, training's fused AdamW A/B, both anchors
+#                                                   with the memory they reserve)
 #   REFERENCE=1 adds the plain-PyTorch path on the GPU; COMPILE=1 the torch.compile experiment
 # RESULT/PEAK/PROFILE lines go to stdout and to $OUT/gpu_bench.log.
 set -u
@@ -128,12 +131,7 @@ if [ "$MATRIX" = final ]; then  # the headline rows, AdamW as the anchor's (defa
   echo "done" | tee -a "$LOG"
   exit 0
 fi
-if [ "$MATRIX" = reserved ]; then  # like for like: reserved bytes on both sides
-  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
-  squall gt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
-  squall gt-e64-ratio4.3-chunks1-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --num-chunks 1 --cuda-graph
-  squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
-  unset PYTORCH_CUDA_ALLOC_CONF
+anchors_reserved() {  # both anchors' headline rows, with the memory their process reserved
   [ -n "${SITE:-}" ] || { SITE=$(mktemp -d); python3 -m pip install -q --no-index --no-deps \
       --no-compile --target "$SITE" .anchor-bench/whl/*.whl; }
   for model in "gt --backend triton" gnn; do  # the anchor's script, unchanged, run by runpy
@@ -144,6 +142,33 @@ sys.argv = ['anemoi_step.py', '--graph', '.anchor-bench/graphs/graph_1deg_l5.pt'
 runpy.run_path('.anchor-bench/anemoi_step.py', run_name='__main__')
 " 2>&1 | grep -E "ANCHOR_RESERVED|RESULT" | tee -a "$LOG"
   done
+}
+
+if [ "$MATRIX" = reserved ]; then  # like for like: reserved bytes on both sides
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  squall gt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
+  squall gt-e64-ratio4.3-chunks1-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --num-chunks 1 --cuda-graph
+  squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
+  unset PYTORCH_CUDA_ALLOC_CONF
+  anchors_reserved
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = v8 ]; then  # the GT's edge projection at the targets; training's fused AdamW
+  timeout 300 python3 -m pytest -q -m gpu tests/models/test_kernels.py tests/models/test_kernels_edge_hidden.py \
+    tests/models/test_cuda_graph_training.py tests/distributed/test_cuda_graph_forecaster.py \
+    -p no:cacheprovider 2>&1 | tail -n 25 | tee -a "$LOG"
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  GT="--model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3"
+  squall gt-e64-ratio4.3-edges2c-foreach-graph $GT --edges-x-2c --foreach-adamw --cuda-graph
+  squall gt-e64-ratio4.3-foreach-graph $GT --foreach-adamw --cuda-graph
+  squall gt-e64-ratio4.3-graph $GT --cuda-graph
+  squall gt-e64-ratio4.3-chunks1-graph $GT --num-chunks 1 --cuda-graph
+  squall gt-e64-ratio4.3-eager $GT --profile 3
+  squall gnn-e128-ratio3.25-foreach-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --foreach-adamw --cuda-graph
+  squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
+  unset PYTORCH_CUDA_ALLOC_CONF
+  anchors_reserved
   echo "done" | tee -a "$LOG"
   exit 0
 fi

@@ -11,8 +11,9 @@ Usage: python benchmarks/gpu/step_bench.py --graph G.pt --model gt|gnn [--no-ckp
        [--mlp-hidden-ratio R] (R 3.25 / 1.3: the anchor's parameter count within ~1%)
 Prints one `RESULT {json}` line (and `PEAK {json}` with --peak: the bf16 matmul ceiling).
 SQUALL_FUSED_KERNELS=0 runs the plain PyTorch path on the GPU, for A/B comparison.
---cuda-graph replays forward and backward from one CUDA graph and steps AdamW eagerly, as
-`training.cuda_graph` does (squall.training.cuda_graph); run it with
+--cuda-graph replays forward and backward from one CUDA graph, then clips the gradients at 1.0
+and steps the fused AdamW eagerly, as `training.cuda_graph` does (squall.training.cuda_graph;
+the eager rows keep the anchor's foreach AdamW without clipping); run it with
 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, or the graph's private memory pool reserves
 1-2.5 GiB more than the step allocates (NOTES v5a). --memory-phases prints where memory goes.
 """
@@ -31,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from squall.graphs.io import load_graph
 from squall.models.encoder_processor_decoder import EncoderProcessorDecoder
-from squall.training.cuda_graph import CapturedStep
+from squall.training.cuda_graph import CapturedStep, clip_gradient_norm
 
 MODELS = {  # the anchor's two models: (processor/mapper kind, channels, heads, mapper chunks)
     "gt": ("graphtransformer", 1024, 16, 4),
@@ -105,6 +106,16 @@ def main() -> None:
         action="store_true",
         help="A/B: the GNN's gathers, adds and activation as separate ops, not kernels.edge_hidden",
     )
+    parser.add_argument(
+        "--edges-x-2c",
+        action="store_true",
+        help="A/B: the GT's edge projection on every edge (edges x 2C), not at the targets",
+    )
+    parser.add_argument(
+        "--foreach-adamw",
+        action="store_true",
+        help="A/B: a --cuda-graph row with the anchor's optimiser (foreach AdamW, no clipping)",
+    )
     parser.add_argument("--variables-in", type=int, default=91)
     parser.add_argument("--variables-out", type=int, default=82)
     parser.add_argument("--multistep", type=int, default=2)
@@ -125,6 +136,10 @@ def main() -> None:
         import squall.models.message_passing as message_passing
 
         message_passing.fused_activation_name = lambda module: None
+    if args.edges_x_2c:  # graph_attention_over_edge_features then projects every edge
+        import squall.models.kernels.projected_attention as projected_attention
+
+        projected_attention.takes_projected_route = lambda *_: False
     if not torch.cuda.is_available():
         raise SystemExit("step_bench.py times the GPU path: no CUDA device here")
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -137,8 +152,12 @@ def main() -> None:
     area = area / area.mean()
     x = torch.randn(args.batch, grid, args.variables_in * args.multistep, device=device)
     y = torch.randn(args.batch, grid, args.variables_out, device=device)
-    # the anchor's optimiser exactly: the default (foreach, not fused) AdamW, no clipping
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.625e-4, betas=(0.9, 0.95))
+    # eager: the anchor's optimiser exactly, the default (foreach, not fused) AdamW, no clipping;
+    # --cuda-graph: what training.cuda_graph steps, the fused AdamW after clipping at 1.0
+    training_optimizer = args.cuda_graph and not args.foreach_adamw
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=0.625e-4, betas=(0.9, 0.95), fused=training_optimizer or None
+    )
 
     def forward_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # autocast's weight-cast cache must be off under capture (its entries die with it)
@@ -162,11 +181,13 @@ def main() -> None:
         phases = memory_phases(model, optimizer, lambda: forward_loss(x, y))
         print("MEMORY " + json.dumps({"tag": args.tag} | phases), flush=True)
     step = eager_step
-    if args.cuda_graph:  # as training.cuda_graph: forward + backward replayed, AdamW eager
+    if args.cuda_graph:  # as training.cuda_graph: forward + backward replayed, clip + AdamW eager
         captured = CapturedStep(forward_backward, model.parameters(), [x, y])
 
         def step() -> torch.Tensor:
             loss = captured(x, y)
+            if training_optimizer:
+                clip_gradient_norm(optimizer, 1.0)
             optimizer.step()
             return loss
 
@@ -211,6 +232,8 @@ def main() -> None:
         "compile": args.compile,
         "unfused_edge_hidden": args.unfused_edge_hidden,
         "cuda_graph": args.cuda_graph,
+        "optimizer": "adamw fused + clip 1.0" if training_optimizer else "adamw foreach",
+        "edges_x_2c": args.edges_x_2c,
         "fused_kernels": os.environ.get("SQUALL_FUSED_KERNELS", "1") != "0",
         "batch": args.batch,
         "graph": {

@@ -612,7 +612,8 @@ class SquallConfig(Strict):
 
     @model_validator(mode="after")
     def _cuda_graph_fits(self) -> SquallConfig:
-        """training.cuda_graph: the deterministic forecaster on one GPU, one batch per step."""
+        """training.cuda_graph: the deterministic forecaster on one GPU, one batch per step, in
+        bf16-mixed or fp32."""
         if not self.training.cuda_graph:
             return self
         if self.task.name != "forecaster" or self.system.input.datasets:
@@ -631,5 +632,15 @@ class SquallConfig(Strict):
             raise ValueError(
                 "training.cuda_graph trains on one GPU: set system.hardware.devices=1 and "
                 "num_nodes=1, or training.cuda_graph=false"
+            )
+        if hardware.precision == "16-mixed":  # its GradScaler would have to scale in the graph
+            raise ValueError(
+                "training.cuda_graph does not scale the loss that fp16 needs: set "
+                "system.hardware.precision=bf16-mixed (or 32-true), or training.cuda_graph=false"
+            )
+        if self.training.optimizer.name == "zero_adamw":
+            raise ValueError(
+                "training.cuda_graph trains on one GPU, and optimizer zero_adamw shards its "
+                "state over several: set training.optimizer.name=adamw"
             )
         return self

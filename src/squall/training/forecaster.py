@@ -186,7 +186,10 @@ class Forecaster(pl.LightningModule):
             hardware.get("num_gpus_per_model", 1), hardware.get("num_gpus_per_ensemble", 1)
         )
         replicas = (self.trainer.world_size if self.trainer else 1) // ranks_per_replica
-        optimizer = build_optimizer(self.parameters(), training["optimizer"], replicas)
+        # the graphed step clips by itself, so its adamw can be the fused one (Lightning's
+        # clipping refuses fused optimisers)
+        fused = self.graphed_step is not None
+        optimizer = build_optimizer(self.parameters(), training["optimizer"], replicas, fused)
         floor = training["lr_schedule"]["min_lr"] / training["optimizer"]["lr"]
         factor = warmup_cosine(
             lambda: self.trainer.estimated_stepping_batches,
