@@ -3,6 +3,8 @@ hidden->data) with one graph block (GNN or graph transformer), edge-chunked by t
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -111,16 +113,15 @@ class GraphMapper(nn.Module):
                 sources = checkpoint(self.block.project_sources, x_src, use_reentrant=False)
             else:
                 sources = self.block.project_sources(x_src)
-        for target_start, target_end, edge_start, edge_end in chunks:
+        target_parts = _cut(x_dst, [(start, end) for start, end, _, _ in chunks], dim=1)
+        edge_parts = _cut(edge_attr, [(start, end) for _, _, start, end in chunks], dim=0)
+        for (target_start, _, edge_start, edge_end), target_part, edge_part in zip(
+            chunks, target_parts, edge_parts, strict=True
+        ):
             # a Python scalar, not new_tensor: no host-to-device copy (and sync) per chunk
             source_index, targets = edge_index[:, edge_start:edge_end]
             local_index = torch.stack([source_index, targets - target_start])
-            args = (
-                sources,
-                x_dst[:, target_start:target_end],
-                local_index,
-                edge_attr[edge_start:edge_end],
-            )
+            args = (sources, target_part, local_index, edge_part)
             if recompute:
                 parts.append(checkpoint(block, *args, use_reentrant=False))
             else:
@@ -146,3 +147,14 @@ class GraphMapper(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x_dst = self.update_targets(x_src, x_dst, edge_index, edge_attr)
         return self.update_sources(x_src), x_dst
+
+
+def _cut(tensor: torch.Tensor, bounds: list[tuple[int, int]], dim: int) -> list[torch.Tensor]:
+    """Views of `tensor` between each (start, end) along `dim`. Where the bounds tile the whole
+    dimension (target_chunks' always do) it is one split, whose backward is one concatenation;
+    a slice each would have each backward write a zero-filled full-size gradient and add them."""
+    sizes = [end - start for start, end in bounds]
+    tiles = bounds[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    if len(bounds) > 1 and tiles and sum(sizes) == tensor.shape[dim]:
+        return list(tensor.split(sizes, dim))
+    return [tensor.narrow(dim, start, end - start) for start, end in bounds]

@@ -37,6 +37,9 @@ def takes_projected_route(query: torch.Tensor, edge_channels: int, num_heads: in
 
 
 class _ProjectedEdgeAttention(torch.autograd.Function):
+    """(query, query_edge, kv_source, edges) -> (out, out_edge); query_edge and out_edge are
+    head-major (H, B * Nt, d_e), the layout of a per-head bmm: no permuting copies."""
+
     @staticmethod
     def forward(ctx, query, query_edge, kv_source, edges, offsets, sources, num_heads):
         from squall.models.kernels.projected_attention_triton import (
@@ -52,8 +55,8 @@ class _ProjectedEdgeAttention(torch.autograd.Function):
         projected_attention_forward_kernel[(num_targets, batch)](
             query, query_edge, kv_source, edges, offsets, sources, out, out_edge, lse,
             query.stride(0), query.stride(1), kv_source.stride(0), kv_source.stride(1),
-            _batch_stride(edges), edges.stride(1), num_targets, 1.0 / math.sqrt(head_channels),
-            **meta,
+            _batch_stride(edges), edges.stride(1), num_targets, query_edge.stride(0),
+            1.0 / math.sqrt(head_channels), **meta,
         )  # fmt: skip
         ctx.save_for_backward(
             query, query_edge, kv_source, edges, offsets, sources, out, out_edge, lse
@@ -83,7 +86,7 @@ class _ProjectedEdgeAttention(torch.autograd.Function):
             grad_query, grad_query_edge, grad_kv_source, grad_edges,
             query.stride(0), query.stride(1), kv_source.stride(0), kv_source.stride(1),
             _batch_stride(edges), edges.stride(1), num_targets, kv_source.shape[1], num_edges,
-            1.0 / math.sqrt(channels // ctx.meta["HEADS"]), **ctx.meta,
+            query_edge.stride(0), 1.0 / math.sqrt(channels // ctx.meta["HEADS"]), **ctx.meta,
         )  # fmt: skip
         if edges.shape[0] != batch:  # sample-independent edges: their gradient sums the batch
             grad_edges = grad_edges.sum(0, keepdim=True)
@@ -132,16 +135,18 @@ def graph_attention_over_edge_features(
         )
     batch, num_targets, _ = query.shape
     head_channels = channels // num_heads
-    weight = edge_weight.view(2, num_heads, head_channels, edge_channels)
-    # under autocast these two node-level matmuls run in half precision, like a Linear
-    per_head_query = query.reshape(batch, num_targets, num_heads, head_channels)
-    query_edge = torch.einsum("bnhd,hde->bnhe", per_head_query, weight[0])
+    key_weight, value_weight = edge_weight.view(2, num_heads, head_channels, edge_channels)
+    # per head, (B * Nt, D) rows of the query against (D, d_e): one strided bmm, head-major
+    # output; under autocast it runs in half precision, like a Linear
+    per_head_query = query.reshape(batch * num_targets, num_heads, head_channels).transpose(0, 1)
+    query_edge = torch.bmm(per_head_query, key_weight)
     dtype = query.dtype
     tensors = [t.to(dtype) for t in (query, query_edge, kv_source, edge_features)]
     tensors = [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
-    tensors[1] = tensors[1].contiguous()  # the kernel indexes it as (B, Nt, H, d_e)
+    tensors[1] = tensors[1].contiguous()  # the kernel indexes it as (H, B * Nt, d_e)
     offsets = row_offsets(edge_index[1], num_targets)
     sources = edge_index[0].to(torch.int32)
     attended, attended_edge = _ProjectedEdgeAttention.apply(*tensors, offsets, sources, num_heads)
-    projected = torch.einsum("bnhe,hde->bnhd", attended_edge, weight[1])
-    return attended + projected.reshape(batch, num_targets, channels).to(attended.dtype)
+    projected = torch.bmm(attended_edge, value_weight.transpose(1, 2))  # (H, B * Nt, D)
+    attended = attended.view(batch * num_targets, num_heads, head_channels)
+    return (attended + projected.transpose(0, 1).to(attended.dtype)).reshape(batch, num_targets, -1)

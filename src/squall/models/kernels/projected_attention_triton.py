@@ -6,10 +6,11 @@ The attention of projected_attention.py, per head h of target i over its edges j
     out_i    = sum_j a_ij V_j,   out_e_i = sum_j a_ij e_ij                  (d_e per head)
 
 so an edge contributes its d_e-wide features e_ij (shared by all heads), never a 2C-wide
-projected [key | value] row. One program per (target node, sample) walks the node's CSR edges
-once with an online softmax, as graph_attention_triton.py does; backward recomputes the
-weights from the saved log-sum-exp, writes each edge's d_e-wide gradient (summed over heads)
-and adds the source nodes' [key | value] gradient with fp32 atomics.
+projected [key | value] row. qe and out_e are head-major, (H, B * Nt, d_e), as the per-head
+matmuls around the kernel make and take them. One program per (target node, sample) walks
+the node's CSR edges once with an online softmax, as graph_attention_triton.py does; backward
+recomputes the weights from the saved log-sum-exp, writes each edge's d_e-wide gradient (summed
+over heads) and adds the source nodes' [key | value] gradient with fp32 atomics.
 """
 
 from __future__ import annotations
@@ -18,6 +19,22 @@ import triton
 import triton.language as tl
 
 from squall.models.kernels.graph_attention_triton import _tile_offsets
+
+
+@triton.jit
+def _head_major_tile(
+    row,
+    head_stride,
+    HEADS: tl.constexpr,
+    EDGE_DIM: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_E: tl.constexpr,
+):
+    """Offsets and mask of row `row`'s (heads x d_e) tile in an (H, rows, d_e) tensor."""
+    heads = tl.arange(0, BLOCK_H)[:, None].to(tl.int64)
+    features = tl.arange(0, BLOCK_E)[None, :]
+    offsets = heads * head_stride + row * EDGE_DIM + features
+    return offsets, (heads < HEADS) & (features < EDGE_DIM)
 
 
 @triton.jit
@@ -38,6 +55,7 @@ def projected_attention_forward_kernel(
     edge_batch_stride,
     edge_row_stride,
     num_targets,
+    head_stride,
     scale,
     HEADS: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -46,19 +64,19 @@ def projected_attention_forward_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_E: tl.constexpr,
 ):
-    """query_edge, out (B, Nt, C), out_edge (B, Nt, H, d_e) and lse are contiguous."""
+    """out (B, Nt, C) and lse are contiguous; query_edge and out_edge are head-major
+    (H, B * Nt, d_e), contiguous: head_stride = B * Nt * d_e (what a per-head bmm makes)."""
     node = tl.program_id(0).to(tl.int64)
     sample = tl.program_id(1).to(tl.int64)
     CHANNELS: tl.constexpr = HEADS * HEAD_DIM
     tile, valid = _tile_offsets(HEADS, HEAD_DIM, BLOCK_H, BLOCK_D)
-    edge_tile, edge_valid = _tile_offsets(HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
     feature = tl.arange(0, BLOCK_E)
     row = sample * num_targets + node
+    edge_tile, edge_valid = _head_major_tile(row, head_stride, HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
     q_row = query + sample * query_batch_stride + node * query_row_stride
     # fp32 even where a caller (inductor) passes `scale` as fp64
     q = (tl.load(q_row + tile, mask=valid, other=0.0).to(tl.float32) * scale).to(tl.float32)
-    qe_row = query_edge + row * HEADS * EDGE_DIM
-    qe = tl.load(qe_row + edge_tile, mask=edge_valid, other=0.0).to(tl.float32) * scale
+    qe = tl.load(query_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32) * scale
     start = tl.load(offsets + node)
     end = tl.load(offsets + node + 1)
     row_max = tl.full([BLOCK_H], float("-inf"), tl.float32)
@@ -86,7 +104,7 @@ def projected_attention_forward_kernel(
     safe_sum = tl.where(has_edges, row_sum, 1.0)
     tl.store(out + row * CHANNELS + tile, (acc / safe_sum[:, None]).to(out.dtype.element_ty), valid)
     tl.store(
-        out_edge + row * HEADS * EDGE_DIM + edge_tile,
+        out_edge + edge_tile,
         (acc_edge / safe_sum[:, None]).to(out_edge.dtype.element_ty),
         mask=edge_valid,
     )
@@ -124,6 +142,7 @@ def projected_attention_backward_kernel(
     num_targets,
     num_sources,
     num_edges,
+    head_stride,
     scale,
     HEADS: tl.constexpr,
     HEAD_DIM: tl.constexpr,
@@ -132,24 +151,23 @@ def projected_attention_backward_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_E: tl.constexpr,
 ):
-    """grad_query (B, Nt, C), grad_query_edge (B, Nt, H, d_e) and grad_edges (B, E, d_e) are
-    written contiguously; grad_kv_source (B, Ns, 2C) fp32 is accumulated into (zero it first).
-    out, grad_out, out_edge and grad_out_edge are contiguous."""
+    """grad_query (B, Nt, C) and grad_edges (B, E, d_e) are written contiguously, grad_query_edge
+    head-major like query_edge; grad_kv_source (B, Ns, 2C) fp32 is accumulated into (zero it
+    first). out and grad_out are contiguous, out_edge and grad_out_edge head-major."""
     node = tl.program_id(0).to(tl.int64)
     sample = tl.program_id(1).to(tl.int64)
     CHANNELS: tl.constexpr = HEADS * HEAD_DIM
     tile, valid = _tile_offsets(HEADS, HEAD_DIM, BLOCK_H, BLOCK_D)
-    edge_tile, edge_valid = _tile_offsets(HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
     feature = tl.arange(0, BLOCK_E)
     row = sample * num_targets + node
+    edge_tile, edge_valid = _head_major_tile(row, head_stride, HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
     q_row = query + sample * query_batch_stride + node * query_row_stride
     q = (tl.load(q_row + tile, mask=valid, other=0.0).to(tl.float32) * scale).to(tl.float32)
-    edge_row_of_node = row * HEADS * EDGE_DIM + edge_tile
-    qe = tl.load(query_edge + edge_row_of_node, mask=edge_valid, other=0.0).to(tl.float32) * scale
+    qe = tl.load(query_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32) * scale
     d_out = tl.load(grad_out + row * CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
     o = tl.load(out + row * CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
-    d_out_e = tl.load(grad_out_edge + edge_row_of_node, mask=edge_valid, other=0.0).to(tl.float32)
-    o_e = tl.load(out_edge + edge_row_of_node, mask=edge_valid, other=0.0).to(tl.float32)
+    d_out_e = tl.load(grad_out_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32)
+    o_e = tl.load(out_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32)
     delta = tl.sum(d_out * o, axis=1) + tl.sum(d_out_e * o_e, axis=1)
     heads = tl.arange(0, BLOCK_H)
     log_sum = tl.load(lse + row * HEADS + heads, mask=heads < HEADS, other=0.0)
@@ -190,7 +208,7 @@ def projected_attention_backward_kernel(
         mask=valid,
     )
     tl.store(
-        grad_query_edge + edge_row_of_node,
+        grad_query_edge + edge_tile,
         (d_qe * scale).to(tl.float32).to(grad_query_edge.dtype.element_ty),
         mask=edge_valid,
     )
