@@ -40,6 +40,7 @@ KERNEL_MODULES = {
     "squall.models.kernels.projected_attention_triton": (
         "projected_attention_forward_kernel",
         "projected_attention_backward_kernel",
+        "projected_attention_source_grad_kernel",
     ),
     "squall.models.kernels.layer_norm_triton": (
         "layer_norm_forward_kernel",

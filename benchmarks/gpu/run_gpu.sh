@@ -134,7 +134,9 @@ fi
 anchors_reserved() {  # both anchors' headline rows, with the memory their process reserved
   [ -n "${SITE:-}" ] || { SITE=$(mktemp -d); python3 -m pip install -q --no-index --no-deps \
       --no-compile --target "$SITE" .anchor-bench/whl/*.whl; }
-  for model in "gt --backend triton" gnn; do  # the anchor's script, unchanged, run by runpy
+  local models=("gt --backend triton" gnn)  # ANCHORS="gt --backend triton": that one only
+  [ -n "${ANCHORS:-}" ] && models=("$ANCHORS")
+  for model in "${models[@]}"; do  # the anchor's script, unchanged, run by runpy
     PYTHONPATH="$SITE" timeout 200 python3 -c "
 import atexit, runpy, sys, torch
 atexit.register(lambda: print('ANCHOR_RESERVED', '$model', round(torch.cuda.max_memory_reserved() / 2**30, 3), flush=True))
@@ -151,6 +153,16 @@ if [ "$MATRIX" = reserved ]; then  # like for like: reserved bytes on both sides
   squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
   unset PYTORCH_CUDA_ALLOC_CONF
   anchors_reserved
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = v8c ]; then  # v8c: the GT's chunk counts with every v8 change, GT anchor
+  timeout 300 python3 -m pytest -q -m gpu tests/models/test_kernels.py -p no:cacheprovider 2>&1 | tail -n 5 | tee -a "$LOG"
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  GT="--model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph"
+  for chunks in 4 2 1; do squall gt-e64-ratio4.3-chunks$chunks-graph $GT --num-chunks $chunks; done
+  unset PYTORCH_CUDA_ALLOC_CONF
+  ANCHORS="gt --backend triton" anchors_reserved
   echo "done" | tee -a "$LOG"
   exit 0
 fi

@@ -23,7 +23,7 @@ from squall.models.kernels import (
     segment_sum,
     segment_sum_reference,
 )
-from squall.models.kernels.csr import row_offsets
+from squall.models.kernels.csr import row_offsets, source_order
 from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import GatedMLP
 from squall.models.message_passing import GraphMessagePassing
@@ -52,6 +52,20 @@ def test_row_offsets_delimit_each_targets_edges():
         rows = edge_index[1, offsets[target] : offsets[target + 1]]
         assert (rows == target).all()
         assert int(offsets[target + 1] - offsets[target]) == int((edge_index[1] == target).sum())
+
+
+def test_source_order_lists_each_sources_edges_once_per_edge_set():
+    edge_index = random_graph(6, 9, 40)
+    order, offsets = source_order(edge_index, 7)  # source 6 has no edge
+    assert order.dtype == torch.int32 and offsets.shape == (8,)
+    for source in range(7):
+        edges = order[offsets[source] : offsets[source + 1]].long()
+        assert (edge_index[0, edges] == source).all()
+        assert len(edges) == int((edge_index[0] == source).sum())
+    assert source_order(edge_index, 7)[0] is order  # cached: no sort at the next call
+    edge_index[0, 0] = 6  # an in-place change is noticed: source 6 now has one edge
+    order, offsets = source_order(edge_index, 7)
+    assert int(offsets[7] - offsets[6]) == 1 and int(order[offsets[6]]) == 0
 
 
 def test_segment_sum_reference_is_a_per_target_sum():

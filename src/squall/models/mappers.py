@@ -8,6 +8,7 @@ import itertools
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from torch.utils.weak import WeakIdKeyDictionary
 
 from squall.models.blocks import make_graph_block, target_chunks
 from squall.models.layer_kernels import LayerKernels
@@ -118,9 +119,7 @@ class GraphMapper(nn.Module):
         for (target_start, _, edge_start, edge_end), target_part, edge_part in zip(
             chunks, target_parts, edge_parts, strict=True
         ):
-            # a Python scalar, not new_tensor: no host-to-device copy (and sync) per chunk
-            source_index, targets = edge_index[:, edge_start:edge_end]
-            local_index = torch.stack([source_index, targets - target_start])
+            local_index = _chunk_index(edge_index, target_start, edge_start, edge_end)
             args = (sources, target_part, local_index, edge_part)
             if recompute:
                 parts.append(checkpoint(block, *args, use_reentrant=False))
@@ -158,3 +157,23 @@ def _cut(tensor: torch.Tensor, bounds: list[tuple[int, int]], dim: int) -> list[
     if len(bounds) > 1 and tiles and sum(sizes) == tensor.shape[dim]:
         return list(tensor.split(sizes, dim))
     return [tensor.narrow(dim, start, end - start) for start, end in bounds]
+
+
+# per edge_index tensor: each chunk's edges with chunk-local targets, made once, so kernels that
+# cache per-edge-set orders (kernels.csr.source_order) find the same tensor at every call
+_CHUNK_INDICES: WeakIdKeyDictionary = WeakIdKeyDictionary()
+
+
+def _chunk_index(
+    edge_index: torch.Tensor, target_start: int, edge_start: int, edge_end: int
+) -> torch.Tensor:
+    """edge_index[:, edge_start:edge_end] with targets counted from target_start."""
+    if target_start == 0 and edge_start == 0 and edge_end == edge_index.shape[1]:
+        return edge_index
+    chunks = _CHUNK_INDICES.setdefault(edge_index, {})
+    key = (edge_index._version, target_start, edge_start, edge_end)
+    if key not in chunks:
+        # a Python scalar, not new_tensor: no host-to-device copy (and sync) per chunk
+        source_index, targets = edge_index[:, edge_start:edge_end]
+        chunks[key] = torch.stack([source_index, targets - target_start])
+    return chunks[key]

@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from squall.models.kernels.csr import row_offsets
+from squall.models.kernels.csr import row_offsets, source_order
 from squall.models.kernels.dispatch import fused_kernels_enabled
 from squall.models.kernels.graph_attention import (
     _batch_stride,
@@ -41,7 +41,7 @@ class _ProjectedEdgeAttention(torch.autograd.Function):
     head-major (H, B * Nt, d_e), the layout of a per-head bmm: no permuting copies."""
 
     @staticmethod
-    def forward(ctx, query, query_edge, kv_source, edges, offsets, sources, num_heads):
+    def forward(ctx, query, query_edge, kv_source, edges, csr, num_heads):
         from squall.models.kernels.projected_attention_triton import (
             projected_attention_forward_kernel,
         )
@@ -52,15 +52,14 @@ class _ProjectedEdgeAttention(torch.autograd.Function):
         out_edge = torch.empty(query_edge.shape, device=query.device, dtype=query.dtype)
         lse = torch.empty(batch, num_targets, num_heads, device=query.device, dtype=torch.float32)
         meta = _meta_with_edges(num_heads, head_channels, edges.shape[-1])
+        offsets, sources = csr[:2]
         projected_attention_forward_kernel[(num_targets, batch)](
             query, query_edge, kv_source, edges, offsets, sources, out, out_edge, lse,
             query.stride(0), query.stride(1), kv_source.stride(0), kv_source.stride(1),
             _batch_stride(edges), edges.stride(1), num_targets, query_edge.stride(0),
             1.0 / math.sqrt(head_channels), **meta,
         )  # fmt: skip
-        ctx.save_for_backward(
-            query, query_edge, kv_source, edges, offsets, sources, out, out_edge, lse
-        )
+        ctx.save_for_backward(query, query_edge, kv_source, edges, *csr, out, out_edge, lse)
         ctx.meta = meta
         return out, out_edge
 
@@ -68,30 +67,39 @@ class _ProjectedEdgeAttention(torch.autograd.Function):
     def backward(ctx, grad_out, grad_out_edge):
         from squall.models.kernels.projected_attention_triton import (
             projected_attention_backward_kernel,
+            projected_attention_source_grad_kernel,
         )
 
-        query, query_edge, kv_source, edges, offsets, sources, out, out_edge, lse = (
-            ctx.saved_tensors
-        )
+        query, query_edge, kv_source, edges, *csr, out, out_edge, lse = ctx.saved_tensors
+        offsets, sources, targets, source_offsets, source_order = csr
         batch, num_targets, channels = query.shape
+        num_sources = kv_source.shape[1]
         num_edges, edge_channels = edges.shape[-2:]
-        device = query.device
+        meta, device = ctx.meta, query.device
+        scale = 1.0 / math.sqrt(channels // meta["HEADS"])
+        grad_out = grad_out.contiguous()
         grad_query = torch.empty(query.shape, device=device, dtype=query.dtype)
         grad_query_edge = torch.empty(query_edge.shape, device=device, dtype=query_edge.dtype)
-        grad_kv_source = torch.zeros(kv_source.shape, device=device, dtype=torch.float32)
         grad_edges = torch.empty(batch, num_edges, edge_channels, device=device, dtype=edges.dtype)
+        per_edge = torch.empty(2, batch, num_edges, meta["HEADS"], device=device)
         projected_attention_backward_kernel[(num_targets, batch)](
             query, query_edge, kv_source, edges, offsets, sources, out, out_edge,
-            grad_out.contiguous(), grad_out_edge.contiguous(), lse,
-            grad_query, grad_query_edge, grad_kv_source, grad_edges,
+            grad_out, grad_out_edge.contiguous(), lse,
+            grad_query, grad_query_edge, grad_edges, per_edge[0], per_edge[1],
             query.stride(0), query.stride(1), kv_source.stride(0), kv_source.stride(1),
-            _batch_stride(edges), edges.stride(1), num_targets, kv_source.shape[1], num_edges,
-            query_edge.stride(0), 1.0 / math.sqrt(channels // ctx.meta["HEADS"]), **ctx.meta,
+            _batch_stride(edges), edges.stride(1), num_targets, num_edges,
+            query_edge.stride(0), scale, **meta,
+        )  # fmt: skip
+        grad_kv_source = torch.empty(kv_source.shape, device=device, dtype=kv_source.dtype)
+        source_meta = {k: meta[k] for k in ("HEADS", "HEAD_DIM", "BLOCK_H", "BLOCK_D")}
+        projected_attention_source_grad_kernel[(num_sources, batch)](
+            query, grad_out, per_edge[0], per_edge[1], source_offsets, source_order, targets,
+            grad_kv_source, query.stride(0), query.stride(1), num_targets, num_sources,
+            num_edges, scale, **source_meta, num_warps=meta["num_warps"],
         )  # fmt: skip
         if edges.shape[0] != batch:  # sample-independent edges: their gradient sums the batch
             grad_edges = grad_edges.sum(0, keepdim=True)
-        grad_kv_source = grad_kv_source.to(kv_source.dtype)
-        return grad_query, grad_query_edge, grad_kv_source, grad_edges, None, None, None
+        return grad_query, grad_query_edge, grad_kv_source, grad_edges, None, None
 
 
 def _meta_with_edges(num_heads: int, head_channels: int, edge_channels: int) -> dict[str, int]:
@@ -144,9 +152,13 @@ def graph_attention_over_edge_features(
     tensors = [t.to(dtype) for t in (query, query_edge, kv_source, edge_features)]
     tensors = [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
     tensors[1] = tensors[1].contiguous()  # the kernel indexes it as (H, B * Nt, d_e)
-    offsets = row_offsets(edge_index[1], num_targets)
-    sources = edge_index[0].to(torch.int32)
-    attended, attended_edge = _ProjectedEdgeAttention.apply(*tensors, offsets, sources, num_heads)
+    csr = (
+        row_offsets(edge_index[1], num_targets),
+        edge_index[0].to(torch.int32),
+        edge_index[1].to(torch.int32),
+        *reversed(source_order(edge_index, kv_source.shape[1])),
+    )
+    attended, attended_edge = _ProjectedEdgeAttention.apply(*tensors, csr, num_heads)
     projected = torch.bmm(attended_edge, value_weight.transpose(1, 2))  # (H, B * Nt, D)
     attended = attended.view(batch * num_targets, num_heads, head_channels)
     return (attended + projected.transpose(0, 1).to(attended.dtype)).reshape(batch, num_targets, -1)

@@ -9,8 +9,10 @@ so an edge contributes its d_e-wide features e_ij (shared by all heads), never a
 projected [key | value] row. qe and out_e are head-major, (H, B * Nt, d_e), as the per-head
 matmuls around the kernel make and take them. One program per (target node, sample) walks
 the node's CSR edges once with an online softmax, as graph_attention_triton.py does; backward
-recomputes the weights from the saved log-sum-exp, writes each edge's d_e-wide gradient (summed
-over heads) and adds the source nodes' [key | value] gradient with fp32 atomics.
+recomputes the weights from the saved log-sum-exp and writes each edge's d_e-wide gradient
+(summed over heads) and its per-head weight and score gradient; a second pass over the source
+nodes (their outgoing edges, in an order sorted once per edge set) sums each source's [key |
+value] gradient in registers and writes it once: no atomics, no fp32 buffer to zero and cast.
 """
 
 from __future__ import annotations
@@ -131,8 +133,9 @@ def projected_attention_backward_kernel(
     lse,
     grad_query,
     grad_query_edge,
-    grad_kv_source,
     grad_edges,
+    edge_weights,
+    edge_score_grads,
     query_batch_stride,
     query_row_stride,
     source_batch_stride,
@@ -140,7 +143,6 @@ def projected_attention_backward_kernel(
     edge_batch_stride,
     edge_row_stride,
     num_targets,
-    num_sources,
     num_edges,
     head_stride,
     scale,
@@ -151,9 +153,10 @@ def projected_attention_backward_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_E: tl.constexpr,
 ):
-    """grad_query (B, Nt, C) and grad_edges (B, E, d_e) are written contiguously, grad_query_edge
-    head-major like query_edge; grad_kv_source (B, Ns, 2C) fp32 is accumulated into (zero it
-    first). out and grad_out are contiguous, out_edge and grad_out_edge head-major."""
+    """Pass 1 of 2, over the target nodes: grad_query (B, Nt, C) and grad_edges (B, E, d_e)
+    written contiguously, grad_query_edge head-major like query_edge; each edge's softmax weight
+    and score gradient, (B, E, H) fp32, for pass 2 (the sources' gradient, no atomics). out and
+    grad_out are contiguous, out_edge and grad_out_edge head-major."""
     node = tl.program_id(0).to(tl.int64)
     sample = tl.program_id(1).to(tl.int64)
     CHANNELS: tl.constexpr = HEADS * HEAD_DIM
@@ -178,10 +181,9 @@ def projected_attention_backward_kernel(
     source_base = kv_source + sample * source_batch_stride
     edge_base = edges + sample * edge_batch_stride
     grad_edge_base = grad_edges + sample * num_edges * EDGE_DIM
-    grad_source_base = grad_kv_source + sample * num_sources * 2 * CHANNELS
+    per_edge_base = sample * num_edges * HEADS
     for edge in range(start, end):
-        source = tl.load(sources + edge).to(tl.int64)
-        source_row = source_base + source * source_row_stride
+        source_row = source_base + tl.load(sources + edge).to(tl.int64) * source_row_stride
         key = tl.load(source_row + tile, mask=valid, other=0.0).to(tl.float32)
         value = tl.load(source_row + CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
         e = tl.load(
@@ -197,11 +199,9 @@ def projected_attention_backward_kernel(
             d_e.to(grad_edges.dtype.element_ty),
             mask=feature < EDGE_DIM,
         )
-        grad_source_row = grad_source_base + source * 2 * CHANNELS
-        tl.atomic_add(grad_source_row + tile, d_score[:, None] * q, mask=valid, sem="relaxed")
-        tl.atomic_add(
-            grad_source_row + CHANNELS + tile, weight[:, None] * d_out, mask=valid, sem="relaxed"
-        )
+        per_edge = per_edge_base + edge * HEADS + heads
+        tl.store(edge_weights + per_edge, weight, mask=heads < HEADS)
+        tl.store(edge_score_grads + per_edge, d_score, mask=heads < HEADS)
     tl.store(
         grad_query + row * CHANNELS + tile,
         (d_q * scale).to(tl.float32).to(grad_query.dtype.element_ty),
@@ -212,3 +212,54 @@ def projected_attention_backward_kernel(
         (d_qe * scale).to(tl.float32).to(grad_query_edge.dtype.element_ty),
         mask=edge_valid,
     )
+
+
+@triton.jit
+def projected_attention_source_grad_kernel(
+    query,
+    grad_out,
+    edge_weights,
+    edge_score_grads,
+    source_offsets,
+    source_order,
+    targets,
+    grad_kv_source,
+    query_batch_stride,
+    query_row_stride,
+    num_targets,
+    num_sources,
+    num_edges,
+    scale,
+    HEADS: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+):
+    """Pass 2 of 2, one program per (source node, sample) over its outgoing edges (the edges'
+    ids in source order): d K_j = sum_i dscore_ij q_i, d V_j = sum_i a_ij d out_i, summed in
+    registers and written once in grad_kv_source's dtype (B, Ns, 2C), contiguous."""
+    source = tl.program_id(0).to(tl.int64)
+    sample = tl.program_id(1).to(tl.int64)
+    CHANNELS: tl.constexpr = HEADS * HEAD_DIM
+    tile, valid = _tile_offsets(HEADS, HEAD_DIM, BLOCK_H, BLOCK_D)
+    heads = tl.arange(0, BLOCK_H)
+    start = tl.load(source_offsets + source)
+    end = tl.load(source_offsets + source + 1)
+    d_key = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    d_value = tl.zeros([BLOCK_H, BLOCK_D], tl.float32)
+    query_base = query + sample * query_batch_stride
+    grad_out_base = grad_out + sample * num_targets * CHANNELS
+    per_edge_base = sample * num_edges * HEADS
+    for position in range(start, end):
+        edge = tl.load(source_order + position).to(tl.int64)
+        target = tl.load(targets + edge).to(tl.int64)
+        per_edge = per_edge_base + edge * HEADS + heads
+        weight = tl.load(edge_weights + per_edge, mask=heads < HEADS, other=0.0)
+        d_score = tl.load(edge_score_grads + per_edge, mask=heads < HEADS, other=0.0)
+        q = tl.load(query_base + target * query_row_stride + tile, mask=valid, other=0.0)
+        d_out = tl.load(grad_out_base + target * CHANNELS + tile, mask=valid, other=0.0)
+        d_key += d_score[:, None] * q.to(tl.float32)
+        d_value += weight[:, None] * d_out.to(tl.float32)
+    row = grad_kv_source + (sample * num_sources + source) * 2 * CHANNELS
+    tl.store(row + tile, (d_key * scale).to(grad_kv_source.dtype.element_ty), mask=valid)
+    tl.store(row + CHANNELS + tile, d_value.to(grad_kv_source.dtype.element_ty), mask=valid)
