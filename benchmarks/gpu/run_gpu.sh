@@ -175,12 +175,17 @@ if [ "$MATRIX" = v8 ]; then  # the GT's edge projection at the targets; training
   squall gt-e64-ratio4.3-edges2c-foreach-graph $GT --edges-x-2c --foreach-adamw --cuda-graph
   squall gt-e64-ratio4.3-foreach-graph $GT --foreach-adamw --cuda-graph
   squall gt-e64-ratio4.3-graph $GT --cuda-graph
+  squall gt-e64-ratio4.3-chunks2-graph $GT --num-chunks 2 --cuda-graph
   squall gt-e64-ratio4.3-chunks1-graph $GT --num-chunks 1 --cuda-graph
   squall gt-e64-ratio4.3-eager $GT --profile 3
   squall gnn-e128-ratio3.25-foreach-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --foreach-adamw --cuda-graph
   squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
   unset PYTORCH_CUDA_ALLOC_CONF
   anchors_reserved
+  if [ -f "${TRAIN_BASE:-}" ]; then  # squall train, eager and graphed, a GT on the projected route
+    MODEL_JSON='{"processor": "graphtransformer", "mapper": "graphtransformer", "hidden_channels": 256, "num_heads": 8, "edge_latent_channels": 64, "mlp_hidden_ratio": 4.3, "num_chunks": 2, "gradient_checkpointing": true}' \
+      timeout 240 bash benchmarks/gpu/train_cuda_graph.sh "$TRAIN_BASE" "${TRAIN_EPOCHS:-10}" 2>&1 | tail -n 40 | tee -a "$LOG"
+  fi
   echo "done" | tee -a "$LOG"
   exit 0
 fi

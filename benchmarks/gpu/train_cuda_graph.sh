@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu/train_cuda_graph.sh BASE_RESOLVED.yaml [EPOCHS]
 # BASE_RESOLVED.yaml: a resolved training config (e.g. results/storm/resolved.yaml) whose
 # dataset, graph and statistics files exist here. Writes results/gpu_train/{eager,graph}/.
+# MODEL_JSON='{"processor": "graphtransformer", ...}' overrides keys of its model section.
 set -eu
 BASE=$1
 EPOCHS=${2:-10}
@@ -12,11 +13,12 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 for mode in eager graph; do
   root=results/gpu_train/$mode
   rm -rf "$root" && mkdir -p "$root"
-  python3 - "$BASE" "$root" "$mode" "$EPOCHS" <<'EOF'
-import sys
+  MODEL_JSON=${MODEL_JSON:-} python3 - "$BASE" "$root" "$mode" "$EPOCHS" <<'EOF'
+import json, os, sys
 import yaml
 base, root, mode, epochs = sys.argv[1:]
 config = yaml.safe_load(open(base))
+config["model"].update(json.loads(os.environ["MODEL_JSON"] or "{}"))
 config["system"]["hardware"].update(accelerator="gpu", devices=1, precision="bf16-mixed")
 config["system"]["output"]["root"] = root
 config["training"]["cuda_graph"] = mode == "graph"
