@@ -16,6 +16,8 @@
 #   MATRIX=v8 bash benchmarks/gpu/run_gpu.sh       (tests, the GT's edge projection at the targets
 #                                                   A/B, training's fused AdamW A/B, both anchors
 #                                                   with the memory they reserve)
+#   MATRIX=headline bash benchmarks/gpu/run_gpu.sh (the goal's rows: GT in 4 and 2 chunks, GNN,
+#                                                   graphed; both anchors with their reserved memory)
 #   REFERENCE=1 adds the plain-PyTorch path on the GPU; COMPILE=1 the torch.compile experiment
 # RESULT/PEAK/PROFILE lines go to stdout and to $OUT/gpu_bench.log.
 set -u
@@ -150,6 +152,17 @@ if [ "$MATRIX" = reserved ]; then  # like for like: reserved bytes on both sides
   export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
   squall gt-e64-ratio4.3-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph
   squall gt-e64-ratio4.3-chunks1-graph --model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --num-chunks 1 --cuda-graph
+  squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
+  unset PYTORCH_CUDA_ALLOC_CONF
+  anchors_reserved
+  echo "done" | tee -a "$LOG"
+  exit 0
+fi
+if [ "$MATRIX" = headline ]; then  # the goal's rows as squall train steps them, both anchors
+  export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+  GT="--model gt --edge-latent-channels 64 --mlp-hidden-ratio 4.3 --cuda-graph"
+  squall gt-e64-ratio4.3-chunks4-graph $GT --num-chunks 4
+  squall gt-e64-ratio4.3-chunks2-graph $GT --num-chunks 2
   squall gnn-e128-ratio3.25-graph --model gnn --edge-latent-channels 128 --mlp-hidden-ratio 3.25 --cuda-graph
   unset PYTORCH_CUDA_ALLOC_CONF
   anchors_reserved
