@@ -40,6 +40,39 @@ def _head_major_tile(
 
 
 @triton.jit
+def _scaled_queries(query_row, query_edge, tile, valid, edge_tile, edge_valid, scale):
+    """The target's query (heads x head_dim) and its edge query qe (heads x d_e), fp32 and
+    scaled (fp32 even where a caller, inductor, passes `scale` as fp64)."""
+    q = (tl.load(query_row + tile, mask=valid, other=0.0).to(tl.float32) * scale).to(tl.float32)
+    qe = tl.load(query_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32) * scale
+    return q, qe
+
+
+@triton.jit
+def _edge_operands(
+    source_base,
+    edge_base,
+    sources,
+    edge,
+    source_row_stride,
+    edge_row_stride,
+    tile,
+    valid,
+    feature,
+    CHANNELS: tl.constexpr,
+    EDGE_DIM: tl.constexpr,
+):
+    """An edge's source key and value (heads x head_dim) and its features (1 x d_e), fp32."""
+    source_row = source_base + tl.load(sources + edge).to(tl.int64) * source_row_stride
+    key = tl.load(source_row + tile, mask=valid, other=0.0).to(tl.float32)
+    value = tl.load(source_row + CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
+    e = tl.load(
+        edge_base + edge * edge_row_stride + feature, mask=feature < EDGE_DIM, other=0.0
+    ).to(tl.float32)[None, :]
+    return key, value, e
+
+
+@triton.jit
 def projected_attention_forward_kernel(
     query,
     query_edge,
@@ -76,9 +109,7 @@ def projected_attention_forward_kernel(
     row = sample * num_targets + node
     edge_tile, edge_valid = _head_major_tile(row, head_stride, HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
     q_row = query + sample * query_batch_stride + node * query_row_stride
-    # fp32 even where a caller (inductor) passes `scale` as fp64
-    q = (tl.load(q_row + tile, mask=valid, other=0.0).to(tl.float32) * scale).to(tl.float32)
-    qe = tl.load(query_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32) * scale
+    q, qe = _scaled_queries(q_row, query_edge, tile, valid, edge_tile, edge_valid, scale)
     start = tl.load(offsets + node)
     end = tl.load(offsets + node + 1)
     row_max = tl.full([BLOCK_H], float("-inf"), tl.float32)
@@ -88,12 +119,10 @@ def projected_attention_forward_kernel(
     source_base = kv_source + sample * source_batch_stride
     edge_base = edges + sample * edge_batch_stride
     for edge in range(start, end):
-        source_row = source_base + tl.load(sources + edge).to(tl.int64) * source_row_stride
-        key = tl.load(source_row + tile, mask=valid, other=0.0).to(tl.float32)
-        value = tl.load(source_row + CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
-        e = tl.load(
-            edge_base + edge * edge_row_stride + feature, mask=feature < EDGE_DIM, other=0.0
-        ).to(tl.float32)[None, :]
+        key, value, e = _edge_operands(
+            source_base, edge_base, sources, edge, source_row_stride, edge_row_stride, tile,
+            valid, feature, CHANNELS, EDGE_DIM,
+        )  # fmt: skip
         score = tl.sum(q * key, axis=1) + tl.sum(qe * e, axis=1)
         new_max = tl.maximum(row_max, score)
         rescale = tl.exp(row_max - new_max)
@@ -165,8 +194,7 @@ def projected_attention_backward_kernel(
     row = sample * num_targets + node
     edge_tile, edge_valid = _head_major_tile(row, head_stride, HEADS, EDGE_DIM, BLOCK_H, BLOCK_E)
     q_row = query + sample * query_batch_stride + node * query_row_stride
-    q = (tl.load(q_row + tile, mask=valid, other=0.0).to(tl.float32) * scale).to(tl.float32)
-    qe = tl.load(query_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32) * scale
+    q, qe = _scaled_queries(q_row, query_edge, tile, valid, edge_tile, edge_valid, scale)
     d_out = tl.load(grad_out + row * CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
     o = tl.load(out + row * CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
     d_out_e = tl.load(grad_out_edge + edge_tile, mask=edge_valid, other=0.0).to(tl.float32)
@@ -183,12 +211,10 @@ def projected_attention_backward_kernel(
     grad_edge_base = grad_edges + sample * num_edges * EDGE_DIM
     per_edge_base = sample * num_edges * HEADS
     for edge in range(start, end):
-        source_row = source_base + tl.load(sources + edge).to(tl.int64) * source_row_stride
-        key = tl.load(source_row + tile, mask=valid, other=0.0).to(tl.float32)
-        value = tl.load(source_row + CHANNELS + tile, mask=valid, other=0.0).to(tl.float32)
-        e = tl.load(
-            edge_base + edge * edge_row_stride + feature, mask=feature < EDGE_DIM, other=0.0
-        ).to(tl.float32)[None, :]
+        key, value, e = _edge_operands(
+            source_base, edge_base, sources, edge, source_row_stride, edge_row_stride, tile,
+            valid, feature, CHANNELS, EDGE_DIM,
+        )  # fmt: skip
         weight = tl.exp(tl.sum(q * key, axis=1) + tl.sum(qe * e, axis=1) - log_sum)
         d_score = weight * (tl.sum(d_out * value, axis=1) + tl.sum(d_out_e * e, axis=1) - delta)
         d_q += d_score[:, None] * key
