@@ -39,3 +39,24 @@ def tiny_graph(num_data: int = 30, num_hidden: int = 10, neighbours: int = 3, se
             edge_index.shape[1], 3, generator=torch.Generator().manual_seed(seed)
         )
     return graph
+
+
+# statistics of tiny_forecast_model's two variables (what a task is built with beside it)
+TINY_STATISTICS = {"mean": [0.0, 0.0], "stdev": [1.0, 1.0], "tendency_stdev": [1.0, 1.0]}
+
+
+def tiny_forecast_model(**network):
+    """A ForecastModel of two variables ("a", "b"), one 6-hourly input step, 16 channels and
+    one processor layer on tiny_graph(); `network` adds or overrides network settings."""
+    from squall.models.interface import ForecastModel
+
+    spec = {
+        "variables": ["a", "b"],
+        "forcing": [],
+        "diagnostic": [],
+        "computed_forcings": [],
+        "input_steps": 1,
+        "timestep_seconds": 21600,
+        "network": {"hidden_channels": 16, "processor_layers": 1, **network},
+    }
+    return ForecastModel(tiny_graph(), spec, TINY_STATISTICS)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import xarray as xr
 from storm_sample import REPO, TEST, TRAIN, pipeline_overrides
-from tiny_graph import tiny_graph
+from tiny_graph import TINY_STATISTICS, tiny_forecast_model
 
 from squall.config.resolved import read_resolved
 from squall.config.schema import SquallConfig
@@ -17,7 +17,6 @@ from squall.evaluation.predict import predict_to_zarr
 from squall.export.artifact import load_artifact
 from squall.export.from_checkpoint import export_checkpoint
 from squall.models.diffusion import DiffusionForecastModel
-from squall.models.interface import ForecastModel
 from squall.training.crps import EnsembleLoss
 from squall.training.ensemble_forecaster import EnsembleForecaster
 from squall.training.preflight import validate_to_file
@@ -37,17 +36,7 @@ FEW_STEPS = [
 
 def _tiny_ensemble(members: int) -> EnsembleForecaster:
     torch.manual_seed(0)
-    spec = {
-        "variables": ["a", "b"],
-        "forcing": [],
-        "diagnostic": [],
-        "computed_forcings": [],
-        "input_steps": 1,
-        "timestep_seconds": 21600,
-        "network": {"hidden_channels": 16, "processor_layers": 1, "noise_channels": 4},
-    }
-    statistics = {"mean": [0.0, 0.0], "stdev": [1.0, 1.0], "tendency_stdev": [1.0, 1.0]}
-    model = ForecastModel(tiny_graph(), spec, statistics)
+    model = tiny_forecast_model(noise_channels=4)
     # away from the zero start (persistence, noise ignored) so that members differ at once
     for name, parameter in model.named_parameters():
         if "scale_shift" in name or "output_mlp" in name:
@@ -61,7 +50,7 @@ def _tiny_ensemble(members: int) -> EnsembleForecaster:
         "lineage": {},
     }
     loss = EnsembleLoss("almost_fair_crps", [])
-    return EnsembleForecaster(model, config, statistics, loss, torch.ones(30))
+    return EnsembleForecaster(model, config, TINY_STATISTICS, loss, torch.ones(30))
 
 
 def test_members_differ_and_the_crps_gradient_reaches_the_noise_conditioning():

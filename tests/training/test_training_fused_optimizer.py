@@ -11,10 +11,9 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
-from tiny_graph import tiny_graph
+from tiny_graph import TINY_STATISTICS, tiny_forecast_model
 
 from squall.config.schema import SquallConfig
-from squall.models.interface import ForecastModel
 from squall.training.ademamix import AdEMAMix
 from squall.training.cuda_graph import clip_gradient_norm
 from squall.training.forecaster import Forecaster
@@ -122,17 +121,7 @@ class _StepOnTheCpu(Forecaster):
 
 def _forecaster(graphed: bool, clip: float | None) -> Forecaster:
     torch.manual_seed(0)
-    spec = {
-        "variables": ["a", "b"],
-        "forcing": [],
-        "diagnostic": [],
-        "computed_forcings": [],
-        "input_steps": 1,
-        "timestep_seconds": 21600,
-        "network": {"hidden_channels": 16, "processor_layers": 1},
-    }
-    statistics = {"mean": [0.0, 0.0], "stdev": [1.0, 1.0], "tendency_stdev": [1.0, 1.0]}
-    model = ForecastModel(tiny_graph(), spec, statistics)
+    model = tiny_forecast_model()
     for parameter in model.parameters():  # no zero-initialised parts: every gradient counts
         torch.nn.init.normal_(parameter, std=0.3)
     config = {
@@ -148,7 +137,7 @@ def _forecaster(graphed: bool, clip: float | None) -> Forecaster:
     }
     loss = build_loss({"name": "mse", "scalers": []}, {})
     task_class = _StepOnTheCpu if graphed else Forecaster
-    return task_class(model, config, statistics, loss, torch.ones(30))
+    return task_class(model, config, TINY_STATISTICS, loss, torch.ones(30))
 
 
 def _fit(task: Forecaster, clip: float | None) -> list[float]:
