@@ -39,6 +39,13 @@ def test_cuda_graph_config_refusals(storm_inputs, tmp_path):
         validate("system.hardware.devices=2")
     with pytest.raises(ValueError, match="ensemble_forecaster"):
         validate("task.name=ensemble_forecaster", "training.loss=crps", "model.noise_channels=4")
+    # bf16 and fp32 need no loss scaling; the graphed step's fused AdamW is adamw's alone
+    validate("system.hardware.precision=bf16-mixed")
+    validate("system.hardware.precision=32-true", "training.optimizer.name=ademamix")
+    with pytest.raises(ValueError, match="precision=bf16-mixed"):
+        validate("system.hardware.precision=16-mixed")
+    with pytest.raises(ValueError, match="optimizer.name=adamw"):
+        validate("training.optimizer.name=zero_adamw")
 
 
 class _TinyForecast(pl.LightningModule):

@@ -23,7 +23,7 @@ from squall.models.kernels import (
     segment_sum,
     segment_sum_reference,
 )
-from squall.models.kernels.csr import row_offsets, source_order
+from squall.models.kernels.csr import row_offsets, source_csr, target_csr
 from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import GatedMLP
 from squall.models.message_passing import GraphMessagePassing
@@ -54,18 +54,30 @@ def test_row_offsets_delimit_each_targets_edges():
         assert int(offsets[target + 1] - offsets[target]) == int((edge_index[1] == target).sum())
 
 
-def test_source_order_lists_each_sources_edges_once_per_edge_set():
+def test_source_csr_lists_each_sources_edges_once_per_edge_set():
     edge_index = random_graph(6, 9, 40)
-    order, offsets = source_order(edge_index, 7)  # source 6 has no edge
-    assert order.dtype == torch.int32 and offsets.shape == (8,)
+    offsets, order, targets = source_csr(edge_index, 7)  # source 6 has no edge
+    assert order.dtype == targets.dtype == torch.int32 and offsets.shape == (8,)
+    assert torch.equal(targets.long(), edge_index[1])
     for source in range(7):
         edges = order[offsets[source] : offsets[source + 1]].long()
         assert (edge_index[0, edges] == source).all()
         assert len(edges) == int((edge_index[0] == source).sum())
-    assert source_order(edge_index, 7)[0] is order  # cached: no sort at the next call
+    assert source_csr(edge_index, 7)[1] is order  # cached: no sort at the next call
     edge_index[0, 0] = 6  # an in-place change is noticed: source 6 now has one edge
-    order, offsets = source_order(edge_index, 7)
+    offsets, order, _ = source_csr(edge_index, 7)
     assert int(offsets[7] - offsets[6]) == 1 and int(order[offsets[6]]) == 0
+
+
+def test_index_caches_take_tensors_made_in_inference_mode():
+    """Validation and prediction may run under torch.inference_mode, whose tensors keep no
+    version counter: a mapper's chunk index made there still caches what is derived from it."""
+    with torch.inference_mode():
+        edge_index = random_graph(6, 9, 40)
+        offsets, sources = target_csr(edge_index, 9)
+        assert target_csr(edge_index, 9)[0] is offsets
+    assert torch.equal(offsets, row_offsets(edge_index[1], 9))
+    assert torch.equal(sources.long(), edge_index[0])
 
 
 def test_segment_sum_reference_is_a_per_target_sum():

@@ -13,7 +13,6 @@ import pytorch_lightning as pl
 import torch
 from tiny_graph import TINY_STATISTICS, tiny_forecast_model
 
-from squall.config.schema import SquallConfig
 from squall.training.ademamix import AdEMAMix
 from squall.training.cuda_graph import clip_gradient_norm
 from squall.training.forecaster import Forecaster
@@ -178,34 +177,3 @@ def test_the_graphed_update_trains_the_forecaster_as_lightnings_clipping_does():
     unclipped = _forecaster(True, None)
     _fit(unclipped, None)
     assert _max_difference(unclipped, graphed) > 1e-3  # so the clipping did something
-
-
-@pytest.mark.parametrize(
-    ("precision", "optimizer", "message"),
-    [
-        ("bf16-mixed", "adamw", None),
-        ("32-true", "ademamix", None),
-        ("16-mixed", "adamw", "precision=bf16-mixed"),
-        ("bf16-mixed", "zero_adamw", "optimizer.name=adamw"),
-    ],
-)
-def test_cuda_graph_refuses_fp16_loss_scaling_and_a_sharded_optimiser(
-    precision, optimizer, message
-):
-    config = {
-        "dataloader": {
-            "training": {"start": "a", "end": "b"},
-            "validation": {"start": "c", "end": "d"},
-        },
-        "system": {
-            "input": {"dataset": "x", "graph": "g", "statistics": "s"},
-            "output": {"root": "r"},
-            "hardware": {"precision": precision},
-        },
-        "training": {"cuda_graph": True, "optimizer": {"name": optimizer}},
-    }
-    if message is None:
-        assert SquallConfig.model_validate(config).training.cuda_graph
-    else:
-        with pytest.raises(ValueError, match=message):
-            SquallConfig.model_validate(config)

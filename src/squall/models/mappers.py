@@ -3,14 +3,12 @@ hidden->data) with one graph block (GNN or graph transformer), edge-chunked by t
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from torch.utils.weak import WeakIdKeyDictionary
 
 from squall.models.blocks import make_graph_block, target_chunks
+from squall.models.kernels.csr import derived_from_edges
 from squall.models.layer_kernels import LayerKernels
 from squall.models.layers import embed_for_matmul
 
@@ -114,8 +112,10 @@ class GraphMapper(nn.Module):
                 sources = checkpoint(self.block.project_sources, x_src, use_reentrant=False)
             else:
                 sources = self.block.project_sources(x_src)
-        target_parts = _cut(x_dst, [(start, end) for start, end, _, _ in chunks], dim=1)
-        edge_parts = _cut(edge_attr, [(start, end) for _, _, start, end in chunks], dim=0)
+        # chunks tile the targets and edges (target_chunks): one split each, whose backward is
+        # one concatenation (a slice per chunk would write a zero-filled full-size gradient each)
+        target_parts = x_dst.split([end - start for start, end, _, _ in chunks], dim=1)
+        edge_parts = edge_attr.split([end - start for _, _, start, end in chunks], dim=0)
         for (target_start, _, edge_start, edge_end), target_part, edge_part in zip(
             chunks, target_parts, edge_parts, strict=True
         ):
@@ -148,32 +148,17 @@ class GraphMapper(nn.Module):
         return self.update_sources(x_src), x_dst
 
 
-def _cut(tensor: torch.Tensor, bounds: list[tuple[int, int]], dim: int) -> list[torch.Tensor]:
-    """Views of `tensor` between each (start, end) along `dim`. Where the bounds tile the whole
-    dimension (target_chunks' always do) it is one split, whose backward is one concatenation;
-    a slice each would have each backward write a zero-filled full-size gradient and add them."""
-    sizes = [end - start for start, end in bounds]
-    tiles = bounds[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
-    if len(bounds) > 1 and tiles and sum(sizes) == tensor.shape[dim]:
-        return list(tensor.split(sizes, dim))
-    return [tensor.narrow(dim, start, end - start) for start, end in bounds]
-
-
-# per edge_index tensor: each chunk's edges with chunk-local targets, made once, so kernels that
-# cache per-edge-set orders (kernels.csr.source_order) find the same tensor at every call
-_CHUNK_INDICES: WeakIdKeyDictionary = WeakIdKeyDictionary()
-
-
 def _chunk_index(
     edge_index: torch.Tensor, target_start: int, edge_start: int, edge_end: int
 ) -> torch.Tensor:
-    """edge_index[:, edge_start:edge_end] with targets counted from target_start."""
+    """edge_index[:, edge_start:edge_end] with targets counted from target_start, made once per
+    edge set, so the kernels' per-edge-set caches (kernels.csr) find the same tensor each call."""
     if target_start == 0 and edge_start == 0 and edge_end == edge_index.shape[1]:
         return edge_index
-    chunks = _CHUNK_INDICES.setdefault(edge_index, {})
-    key = (edge_index._version, target_start, edge_start, edge_end)
-    if key not in chunks:
-        # a Python scalar, not new_tensor: no host-to-device copy (and sync) per chunk
+
+    def build() -> torch.Tensor:
+        # a Python scalar, not new_tensor: no host-to-device copy (and sync)
         source_index, targets = edge_index[:, edge_start:edge_end]
-        chunks[key] = torch.stack([source_index, targets - target_start])
-    return chunks[key]
+        return torch.stack([source_index, targets - target_start])
+
+    return derived_from_edges(edge_index, ("chunk", target_start, edge_start, edge_end), build)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
@@ -17,23 +20,45 @@ def row_offsets(target_index: torch.Tensor, num_targets: int) -> torch.Tensor:
     return torch.searchsorted(target_index, targets)
 
 
-# per edge_index tensor (a graph's buffer, a mapper chunk's cached index): built once, reused
-# by every layer and step; dropped with the tensor
-_SOURCE_ORDERS: WeakIdKeyDictionary = WeakIdKeyDictionary()
+# per edge_index tensor (a graph's buffer, a shard's or a mapper chunk's cached index): what the
+# kernels derive from it, made once and reused by every layer and step; dropped with the tensor
+_DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
-def source_order(edge_index: torch.Tensor, num_sources: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(order (E,) int32: the edges' ids sorted by source node, offsets (num_sources + 1,)
-    int64: the outgoing edges of source s are order[offsets[s]:offsets[s+1]]).
+def derived_from_edges(edge_index: torch.Tensor, key: tuple, build: Callable[[], Any]) -> Any:
+    """`build()`, something made from edge_index's values, once per edge_index tensor and `key`
+    (made again if edge_index was changed in place): the step does no index work twice."""
+    entries = _DERIVED.setdefault(edge_index, {})
+    # a tensor made under torch.inference_mode keeps no version counter (nor can it change
+    # outside that mode)
+    current = -1 if edge_index.is_inference() else edge_index._version
+    version, value = entries.get(key, (None, None))
+    if version != current:
+        value = build()
+        entries[key] = (current, value)
+    return value
 
-    Sorted once per edge_index tensor and cached (checked against in-place changes), so a
-    layer's backward walks the edges by source without sorting at every step."""
-    key = (edge_index._version, num_sources)
-    cached = _SOURCE_ORDERS.get(edge_index)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    sorted_sources, order = torch.sort(edge_index[0], stable=True)
-    bounds = torch.arange(num_sources + 1, device=edge_index.device, dtype=sorted_sources.dtype)
-    result = (order.to(torch.int32), torch.searchsorted(sorted_sources, bounds))
-    _SOURCE_ORDERS[edge_index] = (key, result)
-    return result
+
+def target_csr(edge_index: torch.Tensor, num_targets: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row_offsets of the target-sorted edges, their sources as int32), cached per edge set."""
+    return derived_from_edges(
+        edge_index,
+        ("target_csr", num_targets),
+        lambda: (row_offsets(edge_index[1], num_targets), edge_index[0].to(torch.int32)),
+    )
+
+
+def source_csr(
+    edge_index: torch.Tensor, num_sources: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(offsets (num_sources + 1,) int64, order (E,) int32, targets (E,) int32): the outgoing
+    edges of source s are order[offsets[s]:offsets[s+1]], edge e points at targets[e]. Sorted
+    once per edge set (cached), so a backward walks the edges by source without a sort a step."""
+
+    def build():
+        sorted_sources, order = torch.sort(edge_index[0], stable=True)
+        bounds = torch.arange(num_sources + 1, device=edge_index.device, dtype=sorted_sources.dtype)
+        offsets = torch.searchsorted(sorted_sources, bounds)
+        return offsets, order.to(torch.int32), edge_index[1].to(torch.int32)
+
+    return derived_from_edges(edge_index, ("source_csr", num_sources), build)

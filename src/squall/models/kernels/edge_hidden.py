@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from squall.models.kernels.csr import row_offsets
+from squall.models.kernels.csr import target_csr
 from squall.models.kernels.dispatch import fused_kernels_enabled
 from squall.models.kernels.gather import gather_rows
 from squall.models.kernels.graph_attention import _batch_stride
@@ -199,6 +199,5 @@ def edge_hidden(
     tensors = [t.to(dtype) for t in (edges, projected_sources, projected_targets)]
     # the kernels want unit stride along the channels
     tensors = [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
-    offsets = row_offsets(edge_index[1], projected_targets.shape[1])
-    source_index = edge_index[0].to(torch.int32)
+    offsets, source_index = target_csr(edge_index, projected_targets.shape[1])
     return _FusedEdgeHidden.apply(*tensors, offsets, source_index, activation)

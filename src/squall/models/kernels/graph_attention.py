@@ -14,7 +14,7 @@ import math
 import torch
 from torch_geometric.utils import softmax as scatter_softmax
 
-from squall.models.kernels.csr import row_offsets
+from squall.models.kernels.csr import target_csr
 from squall.models.kernels.dispatch import fused_kernels_enabled
 from squall.models.kernels.segment_sum import segment_sum_reference
 
@@ -153,6 +153,5 @@ def graph_attention(
     # the kernel wants unit stride along the channels; [key | value] views keep it
     tensors = [t.to(dtype) for t in (query, kv_source, kv_edge)]
     tensors = [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
-    offsets = row_offsets(edge_index[1], query.shape[1])
-    sources = edge_index[0].to(torch.int32)
+    offsets, sources = target_csr(edge_index, query.shape[1])
     return _FusedGraphAttention.apply(*tensors, offsets, sources, num_heads)

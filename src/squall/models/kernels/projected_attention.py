@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from squall.models.kernels.csr import row_offsets, source_order
+from squall.models.kernels.csr import source_csr, target_csr
 from squall.models.kernels.dispatch import fused_kernels_enabled
 from squall.models.kernels.graph_attention import (
     _batch_stride,
@@ -71,7 +71,7 @@ class _ProjectedEdgeAttention(torch.autograd.Function):
         )
 
         query, query_edge, kv_source, edges, *csr, out, out_edge, lse = ctx.saved_tensors
-        offsets, sources, targets, source_offsets, source_order = csr
+        offsets, sources, source_offsets, source_order, targets = csr
         batch, num_targets, channels = query.shape
         num_sources = kv_source.shape[1]
         num_edges, edge_channels = edges.shape[-2:]
@@ -152,12 +152,7 @@ def graph_attention_over_edge_features(
     tensors = [t.to(dtype) for t in (query, query_edge, kv_source, edge_features)]
     tensors = [t if t.stride(-1) == 1 else t.contiguous() for t in tensors]
     tensors[1] = tensors[1].contiguous()  # the kernel indexes it as (H, B * Nt, d_e)
-    csr = (
-        row_offsets(edge_index[1], num_targets),
-        edge_index[0].to(torch.int32),
-        edge_index[1].to(torch.int32),
-        *reversed(source_order(edge_index, kv_source.shape[1])),
-    )
+    csr = (*target_csr(edge_index, num_targets), *source_csr(edge_index, kv_source.shape[1]))
     attended, attended_edge = _ProjectedEdgeAttention.apply(*tensors, csr, num_heads)
     projected = torch.bmm(attended_edge, value_weight.transpose(1, 2))  # (H, B * Nt, D)
     attended = attended.view(batch * num_targets, num_heads, head_channels)
